@@ -1,0 +1,1 @@
+"""Weight converters from the peers' checkpoint formats; one file per source format."""

@@ -1,0 +1,93 @@
+"""What every converter shares: safe reading, explicit key maps, strict loading with named errors."""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sceneparse.errors import CheckpointError
+
+KeyRule = tuple[str, str]  # (regex on the source key, replacement), applied in order, first match wins
+
+
+def read_torch_checkpoint(path: str | Path, envelope_keys: Sequence[str] = ("state_dict", "model")) -> dict[str, torch.Tensor]:
+    """A state dict from a `.pth` file, never unpickling anything but tensors and plain containers.
+
+    `torch.load(weights_only=True)` refuses pickled classes and code; the checkpoint envelopes of the
+    peers (mmsegmentation's `{"meta", "state_dict"}`, sssegmentation's `{"model", ...}`) are unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError, RuntimeError for corrupt zips, ...
+        raise CheckpointError(
+            f"{path}: refused or unreadable as a weights-only checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). Only tensors are accepted; pickled objects are "
+            "never executed. Re-save the state dict alone, or convert it on a trusted machine."
+        ) from exc
+    if isinstance(obj, Mapping):
+        for key in envelope_keys:
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(obj).__name__}")
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: entries that are not tensors: {', '.join(map(str, bad[:5]))}")
+    return dict(obj)
+
+
+def rename_keys(state: Mapping[str, torch.Tensor], rules: Sequence[KeyRule],
+                drop: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """Rename every key by the first matching rule (unmatched keys stay as they are); `drop` regexes are removed.
+
+    Nothing is dropped silently: only keys matching an explicit `drop` pattern disappear, and
+    `load_state_strict` reports anything left over.
+    """
+    compiled = [(re.compile(pattern), repl) for pattern, repl in rules]
+    dropped = [re.compile(p) for p in drop]
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if any(p.search(key) for p in dropped):
+            continue
+        new = key
+        for pattern, repl in compiled:
+            if pattern.search(key):
+                new = pattern.sub(repl, key)
+                break
+        if new in out:
+            raise CheckpointError(f"two source keys map to '{new}' (the second is '{key}')")
+        out[new] = value
+    return out
+
+
+def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load every tensor into `model` or fail naming each missing, unexpected or misshapen key."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshapen = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or misshapen:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)}: {', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else ""))
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:8])}"
+                         + (" ..." if len(unexpected) > 8 else ""))
+        if misshapen:
+            parts.append(f"misshapen {len(misshapen)}: {'; '.join(misshapen[:8])}")
+        raise CheckpointError(
+            f"{source} does not fit the model ({'; '.join(parts)}). Check that the preset matches the "
+            "checkpoint (depth, classes, mask size, aux head width)."
+        )
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)

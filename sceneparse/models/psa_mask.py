@@ -1,0 +1,66 @@
+"""The point-wise spatial attention mask of PSANet, in pure PyTorch (no compiled op).
+
+For a feature map of `h x w` positions, the attention conv predicts `mask_h * mask_w` values per
+position: one per cell of a window centred on it. `psa_mask` scatters them into an
+`(h*w) x h x w` map over all position pairs, as mmcv's `PSAMask`:
+
+- collect:    out[n, partner, y, x]   = in[n, cell, y, x]
+- distribute: out[n, y*w + x, partner] = in[n, cell, y, x]
+
+where cell (i, j) of position (y, x) has the partner (y + i - (mask_h-1)//2, x + j - (mask_w-1)//2);
+cells whose partner is outside the map are dropped and unreached entries stay 0. The scatter is
+one `gather` with an index built from the sizes, so it traces, exports and runs on any device.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def collect_index(h: int, w: int, mask_h: int, mask_w: int, device: torch.device | None = None) -> torch.Tensor:
+    """(h*w, h, w) channel index into the mask input for the collect layout; `mask_h*mask_w` means "zero"."""
+    half_h, half_w = (mask_h - 1) // 2, (mask_w - 1) // 2
+    py = torch.arange(h, device=device).view(h, 1, 1, 1)  # partner row
+    px = torch.arange(w, device=device).view(1, w, 1, 1)  # partner column
+    y = torch.arange(h, device=device).view(1, 1, h, 1)
+    x = torch.arange(w, device=device).view(1, 1, 1, w)
+    i = py - y + half_h
+    j = px - x + half_w
+    inside = (i >= 0) & (i < mask_h) & (j >= 0) & (j < mask_w)
+    index = torch.where(inside, i * mask_w + j, torch.full_like(i, mask_h * mask_w))
+    return index.reshape(h * w, h, w)
+
+
+def psa_mask(x: torch.Tensor, psa_type: str, mask_size: tuple[int, int] | list[int]) -> torch.Tensor:
+    """(n, mask_h*mask_w, h, w) -> (n, h*w, h, w) attention over all positions; see the module docstring."""
+    n, c, h, w = x.shape
+    mask_h, mask_w = mask_size
+    if c != mask_h * mask_w:
+        raise ValueError(f"PSA mask input has {c} channels, expected mask_h*mask_w = {mask_h * mask_w}")
+    if psa_type not in ("collect", "distribute"):
+        raise ValueError(f"psa_type must be 'collect' or 'distribute', got {psa_type!r}")
+    padded = torch.cat([x, x.new_zeros(n, 1, h, w)], dim=1)
+    index = collect_index(h, w, mask_h, mask_w, x.device)
+    out = torch.gather(padded, 1, index.unsqueeze(0).expand(n, -1, -1, -1))
+    if psa_type == "distribute":
+        out = out.reshape(n, h * w, h * w).transpose(1, 2).reshape(n, h * w, h, w)
+    return out
+
+
+def psa_mask_reference(x: torch.Tensor, psa_type: str, mask_size: tuple[int, int] | list[int]) -> torch.Tensor:
+    """Loop over every position and cell: slow, obviously right; for tests."""
+    n, _, h, w = x.shape
+    mask_h, mask_w = mask_size
+    half_h, half_w = (mask_h - 1) // 2, (mask_w - 1) // 2
+    out = x.new_zeros(n, h * w, h, w)
+    for y in range(h):
+        for xx in range(w):
+            for i in range(mask_h):
+                for j in range(mask_w):
+                    py, px = y + i - half_h, xx + j - half_w
+                    if 0 <= py < h and 0 <= px < w:
+                        value = x[:, i * mask_w + j, y, xx]
+                        if psa_type == "collect":
+                            out[:, py * w + px, y, xx] = value
+                        else:
+                            out[:, y * w + xx, py, px] = value
+    return out
