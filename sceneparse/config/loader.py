@@ -115,7 +115,7 @@ def dumps_toml(data: dict[str, Any]) -> str:
     lines: list[str] = []
 
     def emit(table: dict[str, Any], prefix: str) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
         tables = {k: v for k, v in table.items() if isinstance(v, dict)}
         if prefix and scalars:
             lines.append(f"\n[{prefix}]")
@@ -209,8 +209,21 @@ def preset_names() -> list[str]:
     return sorted(_preset_tables()[1])
 
 
+@functools.cache
+def preset_aliases() -> dict[str, str]:
+    """The source library's own config names (e.g. mmsegmentation 1.x names) -> preset names."""
+    _, presets, _ = _preset_tables()
+    aliases = {}
+    for name, table in presets.items():
+        alias = table.get("published", {}).get("source_config", "")
+        if alias and alias != name and alias not in presets:
+            aliases.setdefault(alias, name)
+    return aliases
+
+
 def _resolve_registered(name: str) -> dict[str, Any]:
     recipes, presets, origin = _preset_tables()
+    name = preset_aliases().get(name, name)
     if name not in presets:
         close = [p for p in presets if name.lower() in p.lower()][:5]
         hint = f"; did you mean {', '.join(close)}?" if close else "; `sceneparse presets` lists them"
@@ -244,7 +257,7 @@ def load_preset(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Pres
         base = doc.pop("extends", None)
         data = _resolve_registered(base) if base else {}
         data = deep_merge(data, doc)
-        data.setdefault("name", path.stem)
+        data["name"] = doc.get("name", path.stem)
     else:
         data = _resolve_registered(str(name_or_path))
         source = f"preset '{name_or_path}'"

@@ -1,0 +1,18 @@
+"""`sceneparse show PRESET`: the fully resolved config as TOML (save it, edit it, pass the file back)."""
+from __future__ import annotations
+
+import argparse
+
+from sceneparse.config import dumps_toml, load_preset, to_dict
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("show", help="print a preset's resolved config as TOML")
+    p.add_argument("preset", help="preset name or a .toml file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(dumps_toml(to_dict(load_preset(args.preset, args.set))), end="")
+    return 0
