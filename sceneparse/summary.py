@@ -30,6 +30,7 @@ def summarize(cfg: ModelConfig, size: tuple[int, int]) -> ModelSummary:
         x = torch.empty(1, 3, *size)
         with torch.no_grad():
             stages = model.backbone(x)
+            probe = model.backbone(torch.empty(1, 3, 256, 256))[-1]  # a size every stride divides
             head = model.decode_head(stages)
             counter = FlopCounterMode(display=False)
             with counter:
@@ -41,7 +42,7 @@ def summarize(cfg: ModelConfig, size: tuple[int, int]) -> ModelSummary:
         params_without_aux=params - aux,
         flops=int(counter.get_total_flops()),
         input_size=size,
-        output_stride=round(size[0] / stages[-1].shape[-2]),
+        output_stride=256 // probe.shape[-2],
         stage_shapes=[tuple(s.shape) for s in stages],
         head_shape=tuple(head.shape),
     )
