@@ -31,3 +31,22 @@ lint: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) quickstart_out
+
+# The peers of benchmarks/peers.py live in their own virtual environment, never in the package's:
+# mmsegmentation 1.2.2 on mmcv-lite (pure Python, no compiled ops) and mmengine, with the same torch
+# pin; sssegmentation where it installs (`|| true`: the script skips a peer it cannot import).
+PEERS_VENV := .venv-peers
+PEERS_PIP := $(PEERS_VENV)/bin/pip install -c constraints.txt
+
+$(PEERS_VENV)/.installed: constraints.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q --upgrade pip setuptools wheel
+	$(PEERS_PIP) -q torch numpy
+	$(PEERS_PIP) -q mmengine==0.10.7 ftfy regex
+	MMCV_WITH_OPS=0 $(PEERS_PIP) -q --no-build-isolation mmcv-lite==2.1.0
+	$(PEERS_PIP) -q mmsegmentation==1.2.2
+	$(PEERS_PIP) -q --no-deps sssegmentation==1.7.0 || true
+	$(PEERS_PIP) -q -e . --no-deps
+	touch $@
+
+peers: $(PEERS_VENV)/.installed

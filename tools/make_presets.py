@@ -99,6 +99,8 @@ def mmseg_presets(path: Path, model: str) -> dict[str, dict]:
         extends = [f"mmseg_{model}", recipe]
         if model == "pspnet" and depth == 18:
             extends.append("mmseg_pspnet_r18_heads")
+        if model == "psanet" and section == "ADE20K":
+            extends.append("mmseg_psanet_ade20k_mask")
         weights = link(download, "model")
         row = {
             "extends": extends,

@@ -1,0 +1,186 @@
+"""Reading images and label maps, and writing files atomically.
+
+Every reader raises `DataError` naming the file, so a missing, corrupt or truncated file stops a run
+with one line that says which file and what to do, instead of a PIL traceback from a worker.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from sceneparse.errors import DataError
+
+# Errors PIL raises for damaged files: unknown format, truncated stream, broken chunks.
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+
+# Label modes that hold class indices (a palette PNG stores indices; its colours are only for display).
+_INDEX_MODES = {"L", "P", "1", "I", "I;16", "I;16B", "I;16L"}
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """The image as an HxWx3 uint8 RGB array, fully decoded (so truncation is caught here)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file is missing; check the dataset root and split") from None
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"{path}: unreadable or truncated image ({exc}); re-extract or re-download it") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) from the file header only: cheap, does not decode the pixels."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            return height, width
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file is missing; check the dataset root and split") from None
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"{path}: unreadable image ({exc}); re-extract or re-download it") from None
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """The label map as stored: an HxW array of class indices (uint8, or int32 for 16-bit PNGs).
+
+    Colour label images are refused: their RGB values are not class indices.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode not in _INDEX_MODES:
+                raise DataError(
+                    f"{path}: label is a {mode} colour image; labels must be single-channel PNGs of class "
+                    "indices (a palette PNG is fine). Convert colours to indices, or point at the "
+                    "*labelTrainIds / index files instead of the *_color ones"
+                )
+            array = np.asarray(img)
+    except FileNotFoundError:
+        raise DataError(f"{path}: label file is missing; run `sceneparse data check` on this dataset") from None
+    except DataError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"{path}: unreadable or truncated label ({exc}); re-extract or re-convert it") from None
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if array.dtype != np.uint8:
+        return array.astype(np.int32)
+    return array
+
+
+def check_same_size(image_path: Path, image_hw: tuple[int, int], label_path: Path, label_hw: tuple[int, int]) -> None:
+    """Raise DataError when an image and its label differ in size (they must align pixel for pixel)."""
+    if tuple(image_hw) != tuple(label_hw):
+        raise DataError(
+            f"{label_path}: label is {label_hw[1]}x{label_hw[0]} but its image {image_path.name} is "
+            f"{image_hw[1]}x{image_hw[0]} (width x height); the pair does not belong together"
+        )
+
+
+def encode_label(
+    raw: np.ndarray, reduce_zero_label: bool, stored_ignore: int, ignore_index: int
+) -> np.ndarray:
+    """Stored values -> training ids.
+
+    With reduce_zero_label (ADE20K's 0 = "other"), 0 becomes ignore and every class shifts down by
+    one, as mmsegmentation does. The stored ignore value is rewritten to `ignore_index`.
+    """
+    ignore_mask = raw == stored_ignore
+    if reduce_zero_label:
+        ignore_mask |= raw == 0
+        label = raw - raw.dtype.type(1)  # uint8 0 wraps to 255; it is ignore anyway
+    else:
+        label = raw.copy()
+    if label.dtype == np.uint8 and not 0 <= ignore_index <= 255:
+        label = label.astype(np.int32)
+    label[ignore_mask] = ignore_index
+    return label
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_png(path: str | Path, array: np.ndarray, palette: list[int] | None = None) -> None:
+    """Write a PNG atomically: to a temporary file beside it, then renamed over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.ascontiguousarray(array)
+    if palette is not None:
+        if array.dtype != np.uint8 or array.ndim != 2:
+            raise ValueError("a palette PNG holds 8-bit indices")
+        img = Image.frombytes("P", (array.shape[1], array.shape[0]), array.tobytes())
+        img.putpalette(palette)
+    elif array.ndim == 2 and array.dtype != np.uint8:
+        img = Image.fromarray(array.astype(np.uint16))
+    else:
+        img = Image.fromarray(array)
+    temp = _temp_name(path)
+    try:
+        img.save(temp, format="PNG")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_jpeg(path: str | Path, array: np.ndarray, quality: int = 95) -> None:
+    """Write an RGB JPEG atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_name(path)
+    try:
+        Image.fromarray(np.ascontiguousarray(array)).save(temp, format="JPEG", quality=quality)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_name(path)
+    try:
+        temp.write_text(text)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_lines(path: str | Path, lines: list[str]) -> None:
+    """A list file: one entry a line."""
+    write_text(path, "".join(f"{line}\n" for line in lines))
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The non-empty, stripped lines of a list file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DataError(f"{path}: list file is missing") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Put `src` at `dst` without duplicating data where possible (hard link; copy across devices)."""
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_name(dst)
+    try:
+        try:
+            os.link(src, temp)
+        except OSError:
+            shutil.copyfile(src, temp)
+        os.replace(temp, dst)
+    finally:
+        temp.unlink(missing_ok=True)
