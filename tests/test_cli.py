@@ -1,9 +1,8 @@
 """The command line: presets, show, summary, and clear errors."""
 from __future__ import annotations
 
-import tomllib
-
 import pytest
+import tomllib
 
 from sceneparse.cli import main
 

@@ -1,10 +1,10 @@
 """The TOML config: unknown keys and wrong types are named; overrides and user files work."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from sceneparse.config import dumps_toml, load_preset, to_dict
 from sceneparse.config.loader import from_dict, parse_overrides
