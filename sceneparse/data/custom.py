@@ -11,6 +11,7 @@ splits/<split>.txt listing the NAMEs of each split.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 try:
@@ -19,15 +20,15 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from sceneparse.data.classes import voc_colormap
+from sceneparse.data.files import write_text
+from sceneparse.data.registry import CUSTOM_LAYOUT, CUSTOM_SPLITS, DatasetInfo
 from sceneparse.errors import DataError
 
 _KEYS = {"classes", "palette", "ignore_index", "reduce_zero_label", "name"}
 
 
-def load_custom_info(classes_file: str | Path):  # -> DatasetInfo (import cycle kept out of the signature)
+def load_custom_info(classes_file: str | Path) -> DatasetInfo:
     """Read the classes TOML into a DatasetInfo; every mistake names the file and the key."""
-    from sceneparse.data.registry import CUSTOM_LAYOUT, CUSTOM_SPLITS, DatasetInfo
-
     path = Path(classes_file).expanduser()
     try:
         table = tomllib.loads(path.read_text())
@@ -81,9 +82,6 @@ def load_custom_info(classes_file: str | Path):  # -> DatasetInfo (import cycle 
 def write_classes_toml(path: str | Path, classes: list[str], palette: list[tuple[int, int, int]] | None = None,
                        ignore_index: int = 255, reduce_zero_label: bool = False) -> None:
     """Write a classes TOML (used by `data synth custom`; handy as a template)."""
-    from sceneparse.data.files import write_text
-    import json
-
     lines = [f"classes = [{', '.join(json.dumps(c) for c in classes)}]"]
     if palette is not None:
         lines.append(f"palette = [{', '.join(f'[{r}, {g}, {b}]' for r, g, b in palette)}]")

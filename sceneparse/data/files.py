@@ -6,6 +6,7 @@ with one line that says which file and what to do, instead of a PIL traceback fr
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -172,8 +173,6 @@ def read_lines(path: str | Path) -> list[str]:
 
 def link_or_copy(src: Path, dst: Path) -> None:
     """Put `src` at `dst` without duplicating data where possible (hard link; copy across devices)."""
-    import shutil
-
     dst.parent.mkdir(parents=True, exist_ok=True)
     temp = _temp_name(dst)
     try:
@@ -182,5 +181,39 @@ def link_or_copy(src: Path, dst: Path) -> None:
         except OSError:
             shutil.copyfile(src, temp)
         os.replace(temp, dst)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def read_mat_field(path: str | Path, dotted: str) -> np.ndarray:
+    """An array inside a MATLAB file, e.g. read_mat_field(p, "GTcls.Segmentation") for SBD."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    try:
+        value = loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: .mat file is missing") from None
+    except Exception as exc:  # scipy raises ValueError, TypeError, OSError, ... for damaged files
+        raise DataError(f"{path}: unreadable .mat file ({exc}); re-extract it") from None
+    for part in dotted.split("."):
+        try:
+            value = value[part] if isinstance(value, dict) else getattr(value, part)
+        except (KeyError, AttributeError):
+            raise DataError(f"{path}: no field {dotted!r} in this .mat file") from None
+    return np.asarray(value)
+
+
+def write_mat(path: str | Path, variables: dict) -> None:
+    """Write a MATLAB file atomically (nested dicts become MATLAB structs)."""
+    from scipy.io import savemat
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_name(path)
+    try:
+        with open(temp, "wb") as handle:
+            savemat(handle, variables, do_compression=True)
+        os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)

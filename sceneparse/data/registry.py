@@ -95,6 +95,18 @@ _CITYSCAPES_PREPARE = (
 )
 
 
+_CONTEXT_PREPARE = "run `sceneparse data prepare pascal_context VOC2010_ROOT` to convert the release's trainval/*.mat"
+_CONTEXT_LAYOUT = ListLayout(
+    "JPEGImages",
+    ".jpg",
+    tuple(
+        (split, ((f"ImageSets/SegmentationContext/{split}.txt", "SegmentationClassContext"),))
+        for split in ("train", "val")
+    ),
+    missing_hint=_CONTEXT_PREPARE,
+)
+
+
 def _voc_lists(label_dir: str) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
     return tuple(
         (split, ((f"ImageSets/Segmentation/{split}.txt", label_dir),)) for split in ("train", "val", "trainval")
@@ -161,17 +173,21 @@ DATASETS: dict[str, DatasetInfo] = {
         title="Pascal Context, 60 classes (VOCdevkit/VOC2010)",
         classes=C.PASCAL_CONTEXT_CLASSES,
         palette=C.PASCAL_CONTEXT_PALETTE,
-        layout=ListLayout(
-            "JPEGImages",
-            ".jpg",
-            tuple(
-                (split, ((f"ImageSets/SegmentationContext/{split}.txt", "SegmentationClassContext"),))
-                for split in ("train", "val")
-            ),
-            missing_hint="run `sceneparse data prepare pascal_context VOC2010_ROOT` to convert trainval/*.mat",
-        ),
+        layout=_CONTEXT_LAYOUT,
         split_dirs=(("train", "train"), ("val", "val")),
-        prepare_hint="run `sceneparse data prepare pascal_context VOC2010_ROOT` to convert trainval/*.mat",
+        prepare_hint=_CONTEXT_PREPARE,
+    ),
+    # The same PNGs read as 59 classes, background (0) ignored: mmsegmentation's
+    # PascalContextDataset59 reads SegmentationClassContext with reduce_zero_label.
+    "pascal_context_59": DatasetInfo(
+        name="pascal_context_59",
+        title="Pascal Context, 59 classes (VOCdevkit/VOC2010)",
+        classes=C.PASCAL_CONTEXT_59_CLASSES,
+        palette=C.PASCAL_CONTEXT_59_PALETTE,
+        layout=_CONTEXT_LAYOUT,
+        split_dirs=(("train", "train"), ("val", "val")),
+        reduce_zero_label=True,
+        prepare_hint=_CONTEXT_PREPARE,
     ),
     "coco_stuff10k": DatasetInfo(
         name="coco_stuff10k",
@@ -221,19 +237,6 @@ DATASETS: dict[str, DatasetInfo] = {
         eval_only=True,
     ),
 }
-
-# Pascal Context as 59 classes: the same PNGs, background (0) ignored (mmsegmentation's
-# PascalContextDataset59 reads SegmentationClassContext with reduce_zero_label).
-DATASETS["pascal_context_59"] = DatasetInfo(
-    name="pascal_context_59",
-    title="Pascal Context, 59 classes (VOCdevkit/VOC2010)",
-    classes=C.PASCAL_CONTEXT_59_CLASSES,
-    palette=C.PASCAL_CONTEXT_59_PALETTE,
-    layout=DATASETS["pascal_context"].layout,
-    split_dirs=DATASETS["pascal_context"].split_dirs,
-    reduce_zero_label=True,
-    prepare_hint=DATASETS["pascal_context"].prepare_hint,
-)
 
 CUSTOM_SPLITS = (("train", "train"), ("val", "val"), ("test", "test"))
 CUSTOM_LAYOUT = CustomLayout()

@@ -147,10 +147,9 @@ def photometric_distortion(
 
 def normalize(image: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
     """HxWx3 uint8 RGB -> 3xHxW float32, (x - mean) / std per channel."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-    return (tensor - mean_t) / std_t
+    pixels = torch.from_numpy(image.astype(np.float32))  # a fresh, writable HxWx3 copy
+    pixels.sub_(torch.tensor(mean, dtype=torch.float32)).div_(torch.tensor(std, dtype=torch.float32))
+    return pixels.permute(2, 0, 1).contiguous()
 
 
 def label_tensor(label: np.ndarray) -> torch.Tensor:

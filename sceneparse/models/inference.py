@@ -1,18 +1,29 @@
 """Test-time modes: whole image, sliding window, and multi-scale + flip.
 
-All return class probabilities (softmax) at the input resolution, N x C x H x W:
+All return class probabilities (softmax) N x C x H x W, at the input resolution or at `out_size`:
 - whole: one forward;
 - slide: windows of `crop` every `stride`, the last one clamped to the edge, logits averaged where
   windows overlap (as mmsegmentation), then softmax;
 - multi-scale + flip: the image resized by each scale (and mirrored), probabilities averaged.
+
+`out_size` is where scores are computed: the test pipeline resizes the image to the preset's base
+scale but keeps the label at its original size, so the logits of every view are resized straight
+to the label's size before the softmax (as mmsegmentation's `rescale=True`).
+
+The model is anything called as `model(x)["out"]` with `num_classes` and `align_corners`
+attributes: a `Segmentor`, or an ONNX Runtime wrapper.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from sceneparse.config.schema import TestConfig
 from sceneparse.models.layers import resize
-from sceneparse.models.segmentor import Segmentor
 
 
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
@@ -23,41 +34,58 @@ def window_starts(size: int, crop: int, stride: int) -> list[int]:
     return sorted({min(i * stride, size - crop) for i in range(count)})
 
 
-def slide_logits(model: Segmentor, x: torch.Tensor, crop: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
-    """Logits of overlapping windows, averaged; memory stays that of one window plus the output."""
+def slide_logits(model: nn.Module, x: torch.Tensor, crop: tuple[int, int], stride: tuple[int, int],
+                 window_batch: int = 1) -> torch.Tensor:
+    """Logits of overlapping windows, averaged.
+
+    Memory is bounded by `window_batch` windows plus the output, whatever the image size; more
+    windows per forward are faster on a GPU. All windows have the same size (the last ones are
+    clamped to the edge), so they stack.
+    """
     n, _, h, w = x.shape
     ch, cw = min(crop[0], h), min(crop[1], w)
     logits = x.new_zeros(n, model.num_classes, h, w)
     count = x.new_zeros(1, 1, h, w)
-    for top in window_starts(h, ch, stride[0]):
-        for left in window_starts(w, cw, stride[1]):
-            window = x[:, :, top:top + ch, left:left + cw]
-            logits[:, :, top:top + ch, left:left + cw] += model(window)["out"]
+    boxes = [(top, left) for top in window_starts(h, ch, stride[0]) for left in window_starts(w, cw, stride[1])]
+    for first in range(0, len(boxes), max(1, window_batch)):
+        group = boxes[first:first + max(1, window_batch)]
+        windows = torch.cat([x[:, :, top:top + ch, left:left + cw] for top, left in group])
+        out = model(windows)["out"]
+        for i, (top, left) in enumerate(group):
+            logits[:, :, top:top + ch, left:left + cw] += out[i * n:(i + 1) * n]
             count[:, :, top:top + ch, left:left + cw] += 1
     return logits / count
 
 
-def logits_once(model: Segmentor, x: torch.Tensor, mode: str, crop: tuple[int, int],
-                stride: tuple[int, int]) -> torch.Tensor:
+def logits_once(model: nn.Module, x: torch.Tensor, mode: str, crop: tuple[int, int],
+                stride: tuple[int, int], window_batch: int = 1) -> torch.Tensor:
     if mode == "whole":
         return model(x)["out"]
     if mode == "slide":
-        return slide_logits(model, x, crop, stride)
+        return slide_logits(model, x, crop, stride, window_batch)
     raise ValueError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
 
 
 @torch.no_grad()
 def predict_proba(
-    model: Segmentor,
+    model: nn.Module,
     x: torch.Tensor,
     mode: str = "whole",
-    crop: tuple[int, int] = (512, 512),
-    stride: tuple[int, int] = (341, 341),
-    scales: tuple[float, ...] | list[float] = (1.0,),
+    crop: Sequence[int] = (512, 512),
+    stride: Sequence[int] = (341, 341),
+    scales: Sequence[float] = (1.0,),
     flip: bool = False,
+    out_size: Sequence[int] | None = None,
+    window_batch: int = 1,
 ) -> torch.Tensor:
-    """Class probabilities N x C x H x W for a normalised batch, averaged over scales and flips."""
+    """Class probabilities N x C x H x W for a normalised batch, averaged over scales and flips.
+
+    H x W is `out_size` when given, else the input's size. Views run one after another, so memory
+    is that of the largest view plus the running sum.
+    """
     h, w = x.shape[-2:]
+    target = (int(out_size[0]), int(out_size[1])) if out_size is not None else (h, w)
+    crop_hw, stride_hw = (int(crop[0]), int(crop[1])), (int(stride[0]), int(stride[1]))
     total = None
     for scale in scales:
         size = (int(h * scale + 0.5), int(w * scale + 0.5))
@@ -65,10 +93,59 @@ def predict_proba(
         views = [False, True] if flip else [False]
         for mirrored in views:
             inp = scaled.flip(-1) if mirrored else scaled
-            logits = logits_once(model, inp, mode, crop, stride)
+            logits = logits_once(model, inp, mode, crop_hw, stride_hw, window_batch)
             if mirrored:
                 logits = logits.flip(-1)
-            probs = F.softmax(resize(logits, (h, w), model.align_corners), dim=1)
-            total = probs if total is None else total + probs
-    assert total is not None
+            probs = F.softmax(resize(logits, target, model.align_corners), dim=1)
+            total = probs if total is None else total.add_(probs)
+    if total is None:
+        raise ValueError("predict_proba needs at least one scale")
     return total / (len(scales) * (2 if flip else 1))
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How to turn an image into probabilities: the mode, its window, and the test-time augmentation.
+
+    One object shared by `sceneparse test`, `sceneparse infer`, `Segmenter` and validation during
+    training, so they cannot drift apart.
+    """
+
+    mode: str = "whole"  # "whole" or "slide"
+    crop: tuple[int, int] = (512, 512)  # slide window (height, width)
+    stride: tuple[int, int] = (341, 341)  # slide step (height, width)
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    window_batch: int = 1  # slide windows per forward
+
+    @classmethod
+    def from_config(cls, test: TestConfig, mode: str | None = None, tta: bool = False,
+                    window_batch: int = 1) -> InferenceSettings:
+        """The preset's test settings; `mode` overrides its mode, `tta` turns on its scales and flip."""
+        mode = mode or test.mode
+        if mode not in ("whole", "slide"):
+            raise ValueError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
+        return cls(
+            mode=mode,
+            crop=(int(test.crop_size[0]), int(test.crop_size[1])),
+            stride=(int(test.stride[0]), int(test.stride[1])),
+            scales=tuple(float(s) for s in test.scales) if tta else (1.0,),
+            flip=bool(test.flip) if tta else False,
+            window_batch=window_batch,
+        )
+
+    def describe(self) -> str:
+        """One line for logs, e.g. "slide 769x769 stride 513x513, scales 0.5-1.75 + flip"."""
+        text = self.mode
+        if self.mode == "slide":
+            text += f" {self.crop[0]}x{self.crop[1]} stride {self.stride[0]}x{self.stride[1]}"
+        if self.scales != (1.0,):
+            text += ", scales " + ",".join(f"{s:g}" for s in self.scales)
+        if self.flip:
+            text += " + flip"
+        return text
+
+    def predict_proba(self, model: nn.Module, x: torch.Tensor, out_size: Sequence[int] | None = None) -> torch.Tensor:
+        """`predict_proba` with these settings."""
+        return predict_proba(model, x, self.mode, self.crop, self.stride, self.scales, self.flip, out_size,
+                             self.window_batch)

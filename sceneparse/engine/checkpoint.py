@@ -1,0 +1,161 @@
+"""Checkpoints of a run: weights in safetensors, the training state beside them, a manifest on top.
+
+A work dir holds, per checkpoint `iter_0004000`:
+
+    iter_0004000.safetensors   the model weights (loadable by `build_model(preset, weights=...)`)
+    iter_0004000.state.pt      iteration, epoch, optimizer/scheduler/grad-scaler state, the RNG
+                               states of every generator of every process, the config, the metrics
+    checkpoints.json           the manifest: which checkpoints are complete, the latest, the best
+
+Every file is written to a temporary name and renamed (`sceneparse.weights.atomic_write`), and the
+manifest is written last: a save killed at any moment leaves the previous manifest, which names
+only complete files. The state file is a plain `torch.save` of tensors and containers, read back
+with `weights_only=True` (nothing is unpickled but tensors, numbers and strings).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sceneparse.errors import CheckpointError
+from sceneparse.weights import atomic_write, load_weights_file, save_weights
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "checkpoints.json"
+NAME_PATTERN = re.compile(r"^iter_(\d+)$")
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """The two files of one checkpoint."""
+
+    name: str
+    weights: Path
+    state: Path
+
+    @property
+    def iteration(self) -> int:
+        match = NAME_PATTERN.match(self.name)
+        return int(match.group(1)) if match else -1
+
+
+def checkpoint_name(iteration: int) -> str:
+    return f"iter_{iteration:07d}"
+
+
+def files_of(work_dir: str | Path, name: str) -> CheckpointFiles:
+    work_dir = Path(work_dir)
+    return CheckpointFiles(name, work_dir / f"{name}.safetensors", work_dir / f"{name}.state.pt")
+
+
+def read_manifest(work_dir: str | Path) -> dict[str, Any]:
+    """{"checkpoints": [names, oldest first], "latest": name, "best": {"name", "metric", "value"}}."""
+    path = Path(work_dir) / MANIFEST
+    if not path.is_file():
+        return {"checkpoints": [], "latest": None, "best": None}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable checkpoint manifest ({exc}); it is written atomically, so "
+                              "this file was edited or copied incompletely") from exc
+    manifest.setdefault("checkpoints", [])
+    manifest.setdefault("latest", None)
+    manifest.setdefault("best", None)
+    return manifest
+
+
+def latest_checkpoint(work_dir: str | Path) -> CheckpointFiles | None:
+    """The newest complete checkpoint of a work dir, or None when it has none."""
+    name = read_manifest(work_dir)["latest"]
+    return files_of(work_dir, name) if name else None
+
+
+def best_checkpoint(work_dir: str | Path) -> CheckpointFiles | None:
+    best = read_manifest(work_dir)["best"]
+    return files_of(work_dir, best["name"]) if best else None
+
+
+def save_checkpoint(
+    work_dir: str | Path,
+    iteration: int,
+    model_state: dict[str, torch.Tensor],
+    train_state: dict[str, Any],
+    metadata: dict[str, Any],
+    keep: int,
+    best: dict[str, Any] | None = None,
+) -> CheckpointFiles:
+    """Write checkpoint `iteration` and update the manifest; keep the last `keep` (0: all) plus the best.
+
+    `best`, when given, is {"metric": "mIoU", "value": 0.71} and makes this checkpoint the best one.
+    """
+    work_dir = Path(work_dir)
+    files = files_of(work_dir, checkpoint_name(iteration))
+    save_weights(model_state, files.weights, metadata)
+    atomic_write(files.state, lambda tmp: torch.save(train_state, tmp))
+
+    manifest = read_manifest(work_dir)
+    names = [n for n in manifest["checkpoints"] if n != files.name] + [files.name]
+    names.sort(key=lambda n: files_of(work_dir, n).iteration)
+    if best is not None:
+        manifest["best"] = {"name": files.name, **best}
+    best_name = manifest["best"]["name"] if manifest["best"] else None
+    if keep > 0:
+        recent = names[-keep:]
+        names = [n for n in names if n in recent or n == best_name]
+    manifest["checkpoints"] = names
+    manifest["latest"] = files.name
+    atomic_write(work_dir / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2) + "\n"))
+    remove_unlisted(work_dir, names)
+    return files
+
+
+def remove_unlisted(work_dir: str | Path, keep_names: list[str]) -> None:
+    """Delete checkpoint files the manifest no longer names: pruned ones and orphans of a killed save."""
+    work_dir = Path(work_dir)
+    for path in work_dir.glob("iter_*"):
+        name = path.name.split(".")[0]
+        if NAME_PATTERN.match(name) and name not in keep_names and path.suffix in (".safetensors", ".pt"):
+            path.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(work_dir: str | Path) -> int:
+    """Delete temporary files a killed save left behind (only one process ever writes them)."""
+    count = 0
+    for path in Path(work_dir).glob(".*.tmp"):
+        stem = path.name[1:]
+        if stem.startswith(("iter_", MANIFEST)):
+            path.unlink(missing_ok=True)
+            count += 1
+    return count
+
+
+def load_train_state(path: str | Path) -> dict[str, Any]:
+    """The state file of a checkpoint, read with `weights_only=True`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such training state file (it sits beside the .safetensors weights)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, refused global, ...
+        raise CheckpointError(f"{path}: unreadable training state ({type(exc).__name__}: {exc})") from exc
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], CheckpointFiles]:
+    """(weights, training state, files) of a checkpoint: a work dir (its latest) or a `.safetensors` path."""
+    path = Path(path)
+    if path.is_dir():
+        files = latest_checkpoint(path)
+        if files is None:
+            raise CheckpointError(f"{path}: no checkpoint in this work dir (no {MANIFEST})")
+    else:
+        name = path.name.removesuffix(".safetensors").removesuffix(".state.pt")
+        files = files_of(path.parent, name)
+    weights, _ = load_weights_file(files.weights)
+    return weights, load_train_state(files.state), files

@@ -1,0 +1,84 @@
+"""The training loss: cross-entropy on the decode head plus a weighted auxiliary-head term.
+
+    loss = CE(out, label) + aux_weight * CE(aux, label)      (aux_weight 0.4 in every published recipe)
+
+Pixels labelled `ignore_index` (255) contribute nothing; the mean is over the labelled pixels
+(torch's `cross_entropy(..., ignore_index)`, as torchvision's reference and sssegmentation).
+Options: per-class weights on both heads, and online hard example mining (OHEM) on the decode
+head as mmsegmentation's OHEMPixelSampler: keep the pixels whose probability of the true class
+is below `thresh`, and at least `min_kept` pixels per image (the hardest ones).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sceneparse.config.schema import TrainConfig
+from sceneparse.errors import ConfigError
+
+
+def cross_entropy(logits: torch.Tensor, label: torch.Tensor, ignore_index: int,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy over the labelled pixels (0 when a batch has none, instead of NaN)."""
+    logits = logits.float()  # autocast may hand us bf16/fp16 logits; the loss is summed in float32
+    if not bool((label != ignore_index).any()):
+        return logits.sum() * 0.0  # keeps the graph, so DDP still sees gradients for every parameter
+    return F.cross_entropy(logits, label, weight=weight, ignore_index=ignore_index)
+
+
+@torch.no_grad()
+def ohem_mask(logits: torch.Tensor, label: torch.Tensor, ignore_index: int, thresh: float,
+              min_kept: int) -> torch.Tensor:
+    """The pixels OHEM keeps: true-class probability below max(thresh, the min_kept-th smallest)."""
+    valid = label != ignore_index
+    prob = logits.float().softmax(dim=1)
+    safe_label = torch.where(valid, label, torch.zeros_like(label))
+    true_prob = prob.gather(1, safe_label.unsqueeze(1)).squeeze(1)
+    valid_probs = true_prob[valid]
+    if valid_probs.numel() == 0:
+        return valid
+    # mmsegmentation: the threshold is at least the (min_kept x batch)-th smallest probability
+    index = min(min_kept * label.shape[0], valid_probs.numel() - 1)
+    kth = valid_probs.kthvalue(index + 1).values.item()
+    return valid & (true_prob < max(thresh, kth))
+
+class SegmentationLoss(nn.Module):
+    """Decode-head loss (CE or OHEM CE) + `aux_weight` x auxiliary-head CE; returns the parts too."""
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, aux_weight: float = 0.4, kind: str = "ce",
+                 class_weights: list[float] | None = None, ohem_thresh: float = 0.7,
+                 ohem_min_kept: int = 100000) -> None:
+        super().__init__()
+        if kind not in ("ce", "ohem"):
+            raise ConfigError(f"train.loss = {kind!r}: expected 'ce' or 'ohem'")
+        if class_weights and len(class_weights) != num_classes:
+            raise ConfigError(f"train.class_weights has {len(class_weights)} entries; the model has "
+                              f"{num_classes} classes")
+        self.ignore_index = ignore_index
+        self.aux_weight = aux_weight
+        self.kind = kind
+        self.ohem_thresh = ohem_thresh
+        self.ohem_min_kept = ohem_min_kept
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weight, persistent=False)
+
+    def decode_loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        if self.kind == "ohem":
+            keep = ohem_mask(logits, label, self.ignore_index, self.ohem_thresh, self.ohem_min_kept)
+            label = torch.where(keep, label, torch.full_like(label, self.ignore_index))
+        return cross_entropy(logits, label, self.ignore_index, self.class_weights)
+
+    def forward(self, outputs: dict[str, torch.Tensor], label: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"loss": total, "loss_decode": ..., "loss_aux": ... (when the model has an aux head)}."""
+        parts = {"loss_decode": self.decode_loss(outputs["out"], label)}
+        total = parts["loss_decode"]
+        if "aux" in outputs:
+            parts["loss_aux"] = cross_entropy(outputs["aux"], label, self.ignore_index, self.class_weights)
+            total = total + self.aux_weight * parts["loss_aux"]
+        return {"loss": total, **parts}
+
+
+def build_criterion(train: TrainConfig, num_classes: int, ignore_index: int, aux_weight: float) -> SegmentationLoss:
+    return SegmentationLoss(num_classes, ignore_index, aux_weight, train.loss, list(train.class_weights),
+                            train.ohem_thresh, train.ohem_min_kept)
