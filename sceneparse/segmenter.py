@@ -28,7 +28,7 @@ from sceneparse.config.loader import from_dict
 from sceneparse.data.files import read_image
 from sceneparse.data.transforms import normalize, rescale_size, resize_image
 from sceneparse.errors import CheckpointError, ConfigError, DataError
-from sceneparse.evaluation.distributed import pick_device
+from sceneparse.distributed import pick_device
 from sceneparse.models.inference import InferenceSettings
 
 ImageInput = str | Path | Image.Image | np.ndarray

@@ -38,17 +38,18 @@ class DistInfo:
         return self.rank == 0
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """"auto" is the local GPU of this process when there is one, else the CPU."""
+def pick_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
+    """"auto" (or None) is the local GPU of this process when there is one, else the CPU; "cuda:1" is taken as given."""
+    name = name or "auto"
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
+    if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: no CUDA device is visible to this process")
-        return torch.device("cuda", local_rank)
+            raise ConfigError(f"--device {name}: no CUDA device is visible to this process")
+        return torch.device(name) if ":" in name else torch.device("cuda", local_rank)
     if name == "cpu":
         return torch.device("cpu")
-    raise ConfigError(f"--device {name!r}: expected auto, cpu or cuda")
+    raise ConfigError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
 
 
 def init_distributed(device_name: str = "auto", timeout_minutes: int = 30) -> DistInfo:
