@@ -80,6 +80,13 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
+def _save_figure(fig: Any, path: str | Path) -> None:
+    """Write a figure as PNG atomically (a crash leaves no half-written picture)."""
+    from sceneparse.weights import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | Path) -> None:
     """The confusion matrix with each row (ground-truth class) normalised to sum to 1, as a PNG.
 
@@ -109,8 +116,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: str | P
                     colour = "black" if normalised[i, j] > 0.6 else "white"
                     ax.text(j, i, f"{normalised[i, j]:.2f}", ha="center", va="center", fontsize=font - 1, color=colour)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    _save_figure(fig, path)
 
 
 def plot_class_iou(metrics: dict[str, Any], path: str | Path) -> None:
@@ -136,5 +142,4 @@ def plot_class_iou(metrics: dict[str, Any], path: str | Path) -> None:
     ax.set_xlabel("IoU (%)")
     ax.set_title("per-class IoU")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    _save_figure(fig, path)

@@ -14,11 +14,15 @@ The optional metrics add "Dice", "Fscore", "Precision", "Recall" to each class a
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from sceneparse.errors import ConfigError
 
 EXTRA_METRICS = ("dice", "fscore", "precision", "recall")
 _EXTRA_KEYS = {"dice": "Dice", "fscore": "Fscore", "precision": "Precision", "recall": "Recall"}
@@ -66,10 +70,13 @@ def per_class_figures(matrix: np.ndarray, extra: Sequence[str] = (), beta: float
 def compute_metrics(
     matrix: torch.Tensor | np.ndarray,
     class_names: Sequence[str],
-    extra: Sequence[str] = EXTRA_METRICS,
+    extra: Sequence[str] = (),
     beta: float = 1.0,
 ) -> dict[str, Any]:
-    """The metrics.json dictionary of a C x C confusion matrix (rows ground truth, columns prediction)."""
+    """The metrics.json dictionary of a C x C confusion matrix (rows ground truth, columns prediction).
+
+    `extra` names optional metrics among EXTRA_METRICS ("dice", "fscore", "precision", "recall").
+    """
     m = matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] != len(class_names):
         raise ValueError(f"confusion matrix {m.shape} does not fit {len(class_names)} class names")
@@ -89,6 +96,34 @@ def compute_metrics(
     }
     result["num_pixels"] = total
     return result
+
+
+def parse_metric_names(text: str) -> tuple[str, ...]:
+    """"dice,fscore" -> ("dice", "fscore"); an unknown name is a ConfigError listing the choices."""
+    names = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in EXTRA_METRICS]
+    if unknown:
+        raise ConfigError(f"--metrics: unknown metric(s) {', '.join(unknown)}; choose from {', '.join(EXTRA_METRICS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def save_metrics(metrics: dict[str, Any], path: str | Path) -> None:
+    """Write the metrics dictionary as indented JSON, atomically (null for undefined figures)."""
+    from sceneparse.weights import atomic_write
+
+    text = json.dumps(metrics, indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def load_metrics(path: str | Path) -> dict[str, Any]:
+    """A metrics.json written by `save_metrics` (for plots and comparisons)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such metrics file") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not a metrics.json file ({exc})") from None
 
 
 def _percent(value: float | None) -> str:

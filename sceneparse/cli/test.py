@@ -1,0 +1,55 @@
+"""`sceneparse test PRESET --weights PATH_OR_URL --data-root DIR`: score a model as the published tables did.
+
+Writes metrics.json, metrics.txt, confusion.png and class_iou.png to --out; runs on every process
+torchrun starts (`torchrun --nproc-per-node 4 -m sceneparse test ...`), each image counted once.
+"""
+from __future__ import annotations
+
+import argparse
+
+from sceneparse.config import load_preset
+from sceneparse.evaluation.metrics import EXTRA_METRICS, parse_metric_names
+from sceneparse.evaluation.runner import TestOptions, run_test
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("test", help="evaluate a model on a dataset split (mIoU table, metrics.json, plots)")
+    p.add_argument("preset", help="preset name or a .toml file")
+    p.add_argument("--weights", help="weights file or URL (default: the preset's published checkpoint)")
+    p.add_argument("--data-root", default="", help="dataset root (default: the preset's data.root)")
+    p.add_argument("--split", default="", help="split to score (default: the preset's data.val_split)")
+    p.add_argument("--mode", choices=["whole", "slide"], help="inference mode (default: the preset's test.mode)")
+    p.add_argument("--tta", action="store_true", help="multi-scale + flip with the preset's test.scales")
+    p.add_argument("--out", default="test_out", help="output folder (default: test_out)")
+    p.add_argument("--metrics", default="", metavar="NAMES",
+                   help=f"extra metrics, comma-separated: {','.join(EXTRA_METRICS)}")
+    p.add_argument("--save-pred", action="store_true", help="write predictions as palette PNGs of class ids (OUT/pred)")
+    p.add_argument("--cityscapes-format", action="store_true",
+                   help="write labelIds PNGs under the benchmark server's names (OUT/cityscapes_results)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, help="data loading workers (default: the preset's data.num_workers)")
+    p.add_argument("--window-batch", type=int, default=1, help="slide windows per forward (faster on a GPU)")
+    p.add_argument("--no-figures", action="store_true", help="skip the confusion and IoU plots")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    preset = load_preset(args.preset, args.set)
+    options = TestOptions(
+        weights=args.weights,
+        data_root=args.data_root,
+        split=args.split,
+        mode=args.mode,
+        tta=args.tta,
+        out_dir=args.out,
+        extra_metrics=parse_metric_names(args.metrics),
+        save_pred=args.save_pred,
+        cityscapes_format=args.cityscapes_format,
+        device=args.device,
+        num_workers=args.workers,
+        window_batch=args.window_batch,
+        figures=not args.no_figures,
+    )
+    run_test(preset, options)
+    return 0
