@@ -103,7 +103,7 @@ def _download_once(url: str, tmp: Path, timeout: float, progress: bool) -> tuple
         raise _Unreachable(str(exc.reason)) from exc
     except http.client.IncompleteRead as exc:
         raise _Transient(f"transfer truncated after {received + len(exc.partial)} bytes") from exc
-    except (ConnectionError, socket.timeout, TimeoutError, http.client.HTTPException) as exc:
+    except (ConnectionError, TimeoutError, http.client.HTTPException) as exc:
         raise _Transient(f"{type(exc).__name__}: {exc}") from exc
     if expected is not None and received != expected:
         raise _Transient(f"transfer truncated: got {received} of {expected} bytes")

@@ -27,8 +27,8 @@ from sceneparse.config import Preset, load_preset
 from sceneparse.config.loader import from_dict
 from sceneparse.data.files import read_image
 from sceneparse.data.transforms import normalize, rescale_size, resize_image
-from sceneparse.errors import CheckpointError, ConfigError, DataError
 from sceneparse.distributed import pick_device
+from sceneparse.errors import CheckpointError, ConfigError, DataError
 from sceneparse.models.inference import InferenceSettings
 
 ImageInput = str | Path | Image.Image | np.ndarray
@@ -138,8 +138,14 @@ class Segmenter:
     def from_onnx(cls, path: str | Path, preset: str | Path | Preset, mode: str | None = None,
                   tta: bool = False) -> Segmenter:
         """An exported ONNX model (run by ONNX Runtime on the CPU) with its preset's classes and pipeline."""
-        from sceneparse.export.onnx import OnnxSegmentor
-
+        try:
+            from sceneparse.export.onnx import OnnxSegmentor
+        except ImportError as exc:
+            missing = "sceneparse.export.onnx is not part of this build" if (exc.name or "").startswith(
+                "sceneparse") else f"{exc.name or exc} is not installed (pip install onnxruntime)"
+            raise ConfigError(f"cannot run {path}: {missing}; run the PyTorch model with --weights instead") from None
+        if not Path(path).is_file():
+            raise CheckpointError(f"{path}: no such ONNX file")
         cfg = preset if isinstance(preset, Preset) else load_preset(preset)
         return cls(OnnxSegmentor(path), cfg, "cpu", mode, tta)
 
