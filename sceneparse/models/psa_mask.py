@@ -9,9 +9,11 @@ position: one per cell of a window centred on it. `psa_mask` scatters them into 
 
 where cell (i, j) of position (y, x) has the partner (y + i - (mask_h-1)//2, x + j - (mask_w-1)//2);
 cells whose partner is outside the map are dropped and unreached entries stay 0. The scatter is
-one `gather` with an index built from the sizes, so it traces, exports and runs on any device.
+one `index_select` with an index built from the sizes, so it traces, exports and runs on any device.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -30,20 +32,53 @@ def collect_index(h: int, w: int, mask_h: int, mask_w: int, device: torch.device
     return index.reshape(h * w, h, w)
 
 
+def _source_index(h: int, w: int, mask_h: int, mask_w: int, psa_type: str,
+                  device: torch.device | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Flat source of every output entry in the (n, cells*h*w) input, and where no cell reaches (or None).
+
+    collect:    out[P, Q] = in[cell(P, Q), Q]  ->  source cell(P, Q) * h*w + Q
+    distribute: out[Q, P] = the same value     ->  the transpose of the collect source
+    so both layouts are one `index_select`, with no transposed copy of the output.
+    """
+    cell = collect_index(h, w, mask_h, mask_w, device).reshape(h * w, h * w)
+    unreached = cell == mask_h * mask_w
+    source = torch.where(unreached, torch.zeros_like(cell), cell) * (h * w) + torch.arange(h * w, device=device)
+    if psa_type == "distribute":
+        source, unreached = source.t(), unreached.t()
+    if not _building_graph() and not bool(unreached.any()):
+        return source.reshape(-1).contiguous(), None
+    return source.reshape(-1).contiguous(), unreached.reshape(-1).contiguous()
+
+
+_cached_source_index = functools.lru_cache(maxsize=16)(_source_index)
+
+
+def _building_graph() -> bool:
+    """True while tracing, exporting or compiling: indices must be built from the (symbolic) sizes."""
+    return (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+            or torch.compiler.is_compiling())
+
+
 def psa_mask(x: torch.Tensor, psa_type: str, mask_size: tuple[int, int] | list[int]) -> torch.Tensor:
-    """(n, mask_h*mask_w, h, w) -> (n, h*w, h, w) attention over all positions; see the module docstring."""
+    """(n, mask_h*mask_w, h, w) -> (n, h*w, h, w) attention over all positions; see the module docstring.
+
+    One gather from the input into the output; the index depends only on the sizes and is cached
+    in eager mode (built afresh while tracing or exporting, so dynamic sizes stay dynamic).
+    """
     n, c, h, w = x.shape
     mask_h, mask_w = mask_size
     if c != mask_h * mask_w:
         raise ValueError(f"PSA mask input has {c} channels, expected mask_h*mask_w = {mask_h * mask_w}")
     if psa_type not in ("collect", "distribute"):
         raise ValueError(f"psa_type must be 'collect' or 'distribute', got {psa_type!r}")
-    padded = torch.cat([x, x.new_zeros(n, 1, h, w)], dim=1)
-    index = collect_index(h, w, mask_h, mask_w, x.device)
-    out = torch.gather(padded, 1, index.unsqueeze(0).expand(n, -1, -1, -1))
-    if psa_type == "distribute":
-        out = out.reshape(n, h * w, h * w).transpose(1, 2).reshape(n, h * w, h, w)
-    return out
+    if _building_graph():
+        source, unreached = _source_index(h, w, mask_h, mask_w, psa_type, x.device)
+    else:
+        source, unreached = _cached_source_index(h, w, mask_h, mask_w, psa_type, x.device)
+    out = torch.index_select(x.reshape(n, c * h * w), 1, source)
+    if unreached is not None:
+        out = out.masked_fill(unreached, 0)
+    return out.reshape(n, h * w, h, w)
 
 
 def psa_mask_reference(x: torch.Tensor, psa_type: str, mask_size: tuple[int, int] | list[int]) -> torch.Tensor:

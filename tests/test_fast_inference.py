@@ -1,0 +1,138 @@
+"""The fast inference options give the eager fp32 answers: fp32 paths to 1e-5 relative L2, reduced
+precision with the argmax agreeing on over 99% of the pixels."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sceneparse.models import build_segmentor
+from sceneparse.models.fuse import conv_bn_pairs, fuse_batchnorm, prepare_for_inference
+from sceneparse.models.inference import predict_proba
+from tests.conftest import tiny_config
+
+ARCHS = ["pspnet", "psanet", "upernet"]
+
+
+def trained_looking(name: str, **head: object) -> nn.Module:
+    """A tiny eval-mode model whose BatchNorms carry non-trivial statistics (else folding is a no-op)."""
+    model = build_segmentor(tiny_config(name, **head))
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                c = module.num_features
+                module.running_mean.copy_(torch.randn(c, generator=generator) * 0.2)
+                module.running_var.copy_(torch.rand(c, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(c, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(c, generator=generator) * 0.2)
+    return model.eval()
+
+
+def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def argmax_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.argmax(1) == b.argmax(1)).float().mean())
+
+
+def eager_and_input(name: str, size: tuple[int, int] = (72, 88)) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    model = trained_looking(name)
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        reference = model(x)["out"]
+    return model, x, reference
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_fused_model_matches_eager_and_has_no_batchnorm(name: str) -> None:
+    model, x, reference = eager_and_input(name)
+    batchnorms = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    folded = fuse_batchnorm(model)
+    assert folded == batchnorms  # the aux head's too: every BN of these networks follows its conv
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    with torch.no_grad():
+        out = model(x)["out"]
+    assert relative_l2(out, reference) < 1e-5
+
+
+def test_weights_load_before_folding_and_names_are_kept() -> None:
+    source = trained_looking("pspnet")
+    model = build_segmentor(tiny_config("pspnet"))
+    model.load_state_dict(source.state_dict(), strict=True)  # same module tree as an unfolded model
+    fast = prepare_for_inference(model, fuse_bn=True)
+    names = {name for name, _ in fast.model.named_parameters()}
+    assert "decode_head.ppm.bottleneck.conv.weight" in names and "decode_head.ppm.bottleneck.conv.bias" in names
+    assert not any(".bn" in name for name in names)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert relative_l2(fast(x)["out"], source(x)["out"]) < 1e-5
+
+
+def test_fusing_refuses_a_training_model() -> None:
+    model = build_segmentor(tiny_config("pspnet")).train()
+    with pytest.raises(ValueError, match="eval"):
+        fuse_batchnorm(model)
+
+
+def test_pairs_found_in_blocks_and_sequentials() -> None:
+    model = trained_looking("upernet")
+    pairs = {(type(parent).__name__, conv, bn) for parent, conv, bn in conv_bn_pairs(model)}
+    assert ("BasicBlock", "conv2", "bn2") in pairs  # attribute-named pair
+    assert ("ConvBNReLU", "conv", "bn") in pairs  # Sequential pair
+    assert ("Sequential", "0", "1") in pairs  # downsample / stem
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_channels_last_and_fusing_together_match_eager(name: str) -> None:
+    model, x, reference = eager_and_input(name)
+    fast = prepare_for_inference(model, channels_last=True, fuse_bn=True)
+    with torch.no_grad():
+        out = fast(x)["out"]
+    assert out.dtype == torch.float32 and out.shape == reference.shape
+    assert relative_l2(out, reference) < 1e-5
+
+
+def test_copy_model_leaves_the_original_untouched() -> None:
+    model, x, reference = eager_and_input("psanet")
+    prepare_for_inference(model, fuse_bn=True, copy_model=True)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    with torch.no_grad():
+        assert torch.equal(model(x)["out"], reference)
+
+
+@pytest.mark.parametrize("name", ARCHS)
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_reduced_precision_agrees_on_the_argmax(name: str, dtype: str) -> None:
+    model, x, reference = eager_and_input(name, (96, 96))
+    fast = prepare_for_inference(model, dtype=dtype, channels_last=True, fuse_bn=True)
+    with torch.no_grad():
+        out = fast(x)["out"]
+    assert out.dtype == torch.float32
+    assert argmax_agreement(out, reference) > 0.99
+    assert relative_l2(out, reference) < 0.05  # reduced precision, not a different network
+
+
+def test_compiled_model_matches_eager() -> None:
+    """The compile path (graph capture through the PSA mask included); the `aot_eager` backend skips
+    the C++ code generation, which is the compiler's business, not ours."""
+    model, x, reference = eager_and_input("psanet")
+    fast = prepare_for_inference(model, fuse_bn=True, compile="aot_eager")
+    with torch.no_grad():
+        out = fast(x)["out"]
+    assert relative_l2(out, reference) < 1e-5
+
+
+def test_fast_model_works_with_the_test_time_modes() -> None:
+    model, x, _ = eager_and_input("pspnet", (80, 112))
+    with torch.no_grad():
+        reference = predict_proba(model, x, mode="slide", crop=(64, 64), stride=(40, 40), flip=True)
+        fast = prepare_for_inference(model, channels_last=True, fuse_bn=True, copy_model=True)
+        out = predict_proba(fast, x, mode="slide", crop=(64, 64), stride=(40, 40), flip=True)
+    assert relative_l2(out, reference) < 1e-5
+
+
+def test_unknown_dtype_is_refused() -> None:
+    with pytest.raises(ValueError, match="bf16"):
+        prepare_for_inference(build_segmentor(tiny_config("pspnet")), dtype="int8")
