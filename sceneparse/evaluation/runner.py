@@ -39,6 +39,8 @@ CITYSCAPES_DIR = "cityscapes_results"
 class TestOptions:
     """What `sceneparse test` was asked to do; the preset supplies everything else."""
 
+    __test__ = False  # not a pytest test class
+
     weights: str | None = None  # a path, a URL, or None for the preset's published checkpoint
     data_root: str = ""  # overrides data.root
     split: str = ""  # "" = the preset's data.val_split
@@ -57,9 +59,12 @@ class TestOptions:
 
 @dataclass
 class TestResult:
+    __test__ = False  # not a pytest test class
+
     metrics: dict[str, Any]
     matrix: np.ndarray  # C x C, summed over all processes
-    num_images: int
+    num_images: int  # in the split
+    local_images: int  # scored by this process (its shard)
     files: dict[str, Path] = field(default_factory=dict)  # written by rank 0 only
 
 
@@ -143,7 +148,7 @@ def run_test(preset: Preset, options: TestOptions) -> TestResult:
         matrix = confusion.matrix.cpu().numpy()
         metrics = compute_metrics(matrix, data_info.classes, options.extra_metrics)
         metrics["num_images"] = len(dataset)
-        result = TestResult(metrics, matrix, len(dataset))
+        result = TestResult(metrics, matrix, len(dataset), len(loader.sampler))
         if info.is_main:
             title = f"{cfg.name} on {data_info.name} {split} ({settings.describe()})"
             result.files = write_report(metrics, matrix, data_info.classes, out_dir, title, options.figures)
