@@ -275,10 +275,17 @@ def _encoding_hints(info: DatasetInfo, values: dict[int, int], report: CheckRepo
             "index PNGs (e.g. *_labelTrainIds.png, not *_color.png), or map colours to indices first"
         )
     if not report.out_of_range:
-        if info.reduce_zero_label and values and 0 not in values and info.ignore_index in values:
+        # Files stored 1-based hold 0 (other) and may reach num_classes; reduced files hold the
+        # ignore value instead and never reach num_classes. Read with reduce_zero_label again, such
+        # files pass the range check while class 0 is silently ignored and every class is shifted.
+        top_class = max((v for v in values if v != info.ignore_index), default=-1)
+        reduced_look = 0 not in values or top_class < info.num_classes
+        if info.reduce_zero_label and info.ignore_index in values and reduced_look:
             hints.append(
-                "no label contains 0 but some contain the ignore index: these labels look already reduced "
-                "(classes from 0, ignore = 255); read them with reduce_zero_label = false"
+                f"labels hold the ignore value {info.ignore_index} and "
+                + ("no 0" if 0 not in values else f"nothing above {top_class}")
+                + ": they look already reduced (classes from 0, ignore = 255); if so, read them with "
+                "reduce_zero_label = false"
             )
         return hints
     bad = sorted({v for vs in report.out_of_range.values() for v in vs})
