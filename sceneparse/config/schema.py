@@ -32,6 +32,9 @@ class DecodeHeadConfig:
     # PSPNet: windows sized for `pool_input_size`, the feature size at its training crop).
     pool_mode: str = "adaptive"
     pool_input_size: list[int] = field(default_factory=list)
+    # "fixed" windows at other sizes: Caffe counts the bins rounding up (True), ChainerCV's
+    # average_pooling_2d rounding down (False); the same at the training size when it divides evenly.
+    pool_ceil_mode: bool = True
     # PSANet
     psa_type: str = "bi-direction"  # "collect", "distribute" or "bi-direction"
     mask_size: list[int] = field(default_factory=lambda: [97, 97])
@@ -39,6 +42,8 @@ class DecodeHeadConfig:
     shrink_factor: int = 2
     normalization_factor: float = 1.0  # 0 means mask_h * mask_w
     psa_softmax: bool = True
+    # padding of PSANet's 1x1 projection: 1 in mmsegmentation and sssegmentation, 0 in semseg (hszhao)
+    psa_proj_padding: int = 1
     # UPerNet: which backbone stages feed the FPN (all four by default)
     in_index: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
 

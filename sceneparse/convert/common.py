@@ -91,3 +91,17 @@ def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], sourc
             "checkpoint (depth, classes, mask size, aux head width)."
         )
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def fill_batchnorm_counters(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Add a zero `num_batches_tracked` for each BatchNorm whose statistics the checkpoint carries.
+
+    The counter is bookkeeping, not a weight: Caffe, Chainer and PyTorch before 0.4.1 never saved it.
+    Only counters of BatchNorms present in `state` are added, so a missing layer is still reported.
+    """
+    out = dict(state)
+    for key in model.state_dict():
+        stats = key.removesuffix("num_batches_tracked") + "running_mean"
+        if key.endswith(".num_batches_tracked") and key not in out and stats in out:
+            out[key] = torch.zeros((), dtype=torch.long)
+    return out

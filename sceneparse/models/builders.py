@@ -29,7 +29,7 @@ def build_pspnet(cfg: ModelConfig) -> Segmentor:
     backbone = build_backbone(cfg)
     h = cfg.decode_head
     head = PSPHead(backbone.out_channels[-1], h.channels, cfg.num_classes, h.pool_scales, h.dropout,
-                   cfg.align_corners, h.pool_mode, h.pool_input_size)
+                   cfg.align_corners, h.pool_mode, h.pool_input_size, h.pool_ceil_mode)
     return Segmentor(backbone, head, build_aux_head(cfg, backbone), cfg.num_classes, cfg.align_corners)
 
 
@@ -38,7 +38,8 @@ def build_psanet(cfg: ModelConfig) -> Segmentor:
     backbone = build_backbone(cfg)
     h = cfg.decode_head
     head = PSAHead(backbone.out_channels[-1], h.channels, cfg.num_classes, h.dropout, cfg.align_corners,
-                   h.mask_size, h.psa_type, h.compact, h.shrink_factor, h.normalization_factor, h.psa_softmax)
+                   h.mask_size, h.psa_type, h.compact, h.shrink_factor, h.normalization_factor, h.psa_softmax,
+                   h.psa_proj_padding)
     return Segmentor(backbone, head, build_aux_head(cfg, backbone), cfg.num_classes, cfg.align_corners)
 
 

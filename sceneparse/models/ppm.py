@@ -55,13 +55,14 @@ class FixedAvgPool(nn.Module):
     keep their size, which is what the released Caffe models compute.
     """
 
-    def __init__(self, bins: int, input_size: tuple[int, int]) -> None:
+    def __init__(self, bins: int, input_size: tuple[int, int], ceil_mode: bool = True) -> None:
         super().__init__()
         self.bins = bins
         self.kernel = (input_size[0] // bins, input_size[1] // bins)
+        self.ceil_mode = ceil_mode  # Caffe: True; ChainerCV: False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(x, kernel_size=self.kernel, stride=self.kernel, ceil_mode=True)
+        return F.avg_pool2d(x, kernel_size=self.kernel, stride=self.kernel, ceil_mode=self.ceil_mode)
 
 
 class PyramidPooling(nn.Module):
@@ -75,6 +76,7 @@ class PyramidPooling(nn.Module):
         align_corners: bool,
         pool_mode: str = "adaptive",
         pool_input_size: list[int] | None = None,
+        pool_ceil_mode: bool = True,
     ) -> None:
         super().__init__()
         if pool_mode not in ("adaptive", "fixed"):
@@ -85,7 +87,7 @@ class PyramidPooling(nn.Module):
         self.stages = nn.ModuleList()
         for scale in pool_scales:
             pool = (AdaptiveAvgPool(scale) if pool_mode == "adaptive"
-                    else FixedAvgPool(scale, (pool_input_size[0], pool_input_size[-1])))  # type: ignore[index]
+                    else FixedAvgPool(scale, (pool_input_size[0], pool_input_size[-1]), pool_ceil_mode))  # type: ignore[index]
             self.stages.append(nn.Sequential(pool, ConvBNReLU(in_channels, channels, 1)))
         self.bottleneck = ConvBNReLU(in_channels + len(pool_scales) * channels, channels, 3, padding=1)
 

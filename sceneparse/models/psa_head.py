@@ -23,7 +23,8 @@ def _attention(channels: int, mask_cells: int) -> nn.Sequential:
 class PSAHead(SegHead):
     def __init__(self, in_channels: int, channels: int, num_classes: int, dropout: float, align_corners: bool,
                  mask_size: list[int], psa_type: str = "bi-direction", compact: bool = False,
-                 shrink_factor: int = 2, normalization_factor: float = 1.0, psa_softmax: bool = True) -> None:
+                 shrink_factor: int = 2, normalization_factor: float = 1.0, psa_softmax: bool = True,
+                 proj_padding: int = 1) -> None:
         super().__init__(channels, num_classes, dropout)
         if psa_type not in ("collect", "distribute", "bi-direction"):
             raise ValueError(f"psa_type must be collect, distribute or bi-direction, got {psa_type!r}")
@@ -39,7 +40,8 @@ class PSAHead(SegHead):
             self.reduce_p = ConvBNReLU(in_channels, channels, 1)
             self.attention_p = _attention(channels, cells)
         branches = 2 if psa_type == "bi-direction" else 1
-        self.proj = ConvBNReLU(channels * branches, in_channels, 1, padding=1)
+        # mmsegmentation pads this 1x1 conv by 1 (its output is resized anyway); semseg does not
+        self.proj = ConvBNReLU(channels * branches, in_channels, 1, padding=proj_padding)
         self.bottleneck = ConvBNReLU(in_channels * 2, channels, 3, padding=1)
 
     def _shrink(self, h: int, w: int) -> tuple[int, int, bool]:
