@@ -1,0 +1,160 @@
+"""ONNX export of PSPNet, PSANet and UPerNet, and `OnnxSegmentor`, which runs an export with ONNX Runtime.
+
+The graph takes a normalised float32 batch `image` (N x 3 x H x W) and returns `logits`
+(N x classes x H x W), as `model(x)["out"]`. With `dynamic=True` the batch size, height and width
+are free: the pyramid pooling is traced in its matrix form (`sceneparse.models.ppm`), and the PSA
+head's size rules become tensor operations (`sceneparse.export.dynamic_psa`), so any size gives the
+PyTorch answer. The file's metadata ("sceneparse", JSON) names the preset, the class count and
+`align_corners`, which the test-time modes need.
+
+The TorchScript-based exporter is used (`dynamo=False`): it records the size arithmetic of the
+resizes as graph operations, where `torch.export` specialises on the example size.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sceneparse.errors import CheckpointError
+from sceneparse.export.dynamic_psa import DynamicSizePSAHead
+from sceneparse.models.layers import resize
+from sceneparse.models.psa_head import PSAHead
+from sceneparse.weights import atomic_write
+
+METADATA_KEY = "sceneparse"
+DEFAULT_OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+
+
+class LogitsGraph(nn.Module):
+    """The inference path of a `Segmentor` as one tensor in, one tensor out (what ONNX records).
+
+    Shares the segmentor's modules; with `dynamic_psa`, a PSA decode head runs in its dynamic-size form.
+    """
+
+    def __init__(self, model: nn.Module, dynamic_psa: bool) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+        head = model.decode_head
+        self.decode_head = DynamicSizePSAHead(head) if dynamic_psa and isinstance(head, PSAHead) else head
+        self.align_corners = bool(model.align_corners)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return resize(self.decode_head(self.backbone(x)), x.shape[-2:], self.align_corners)
+
+
+def export_onnx(model: nn.Module, path: str | Path, size: Sequence[int] = (512, 512), dynamic: bool = True,
+                opset: int = DEFAULT_OPSET, metadata: dict[str, Any] | None = None) -> Path:
+    """Write `model` (a `Segmentor` with its weights loaded) to `path` as ONNX, atomically.
+
+    `size` is the example input's height and width: the only size accepted unless `dynamic`.
+    """
+    path = Path(path)
+    model = model.eval()
+    graph = LogitsGraph(model, dynamic_psa=dynamic).eval()
+    device = next(model.parameters()).device
+    example = torch.randn(1, 3, int(size[0]), int(size[1]), device=device)
+    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+            OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}} if dynamic else None
+    info = {"num_classes": int(model.num_classes), "align_corners": bool(model.align_corners),
+            "dynamic": dynamic, "example_size": [int(size[0]), int(size[1])], **(metadata or {})}
+
+    def write(tmp: str) -> None:
+        import onnx
+
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer notes about shape arithmetic; the export is checked
+            torch.onnx.export(graph, (example,), tmp, dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
+                              do_constant_folding=True)
+        proto = onnx.load(tmp)
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(info)
+        onnx.save(proto, tmp)
+
+    atomic_write(path, write)
+    return path
+
+
+class OnnxSegmentor:
+    """An exported model run by ONNX Runtime on the CPU.
+
+    `segmentor(batch)` with a numpy N x 3 x H x W float32 batch returns the logits as numpy; with a
+    torch tensor it returns `{"out": logits}` as a `Segmentor` does, so `Segmenter` and the
+    test-time modes (`sceneparse.models.inference`) run it unchanged. `num_classes` and
+    `align_corners` come from the file's metadata.
+    """
+
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such ONNX file")
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: ONNX Runtime's default (all cores)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own classes for unreadable or invalid graphs
+            raise CheckpointError(f"{path}: not a loadable ONNX model ({exc}); export it again with "
+                                  "`sceneparse export onnx`") from exc
+        self.path = path
+        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        self.metadata: dict[str, Any] = json.loads(raw) if raw else {}
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise CheckpointError(f"{path}: expected one image input and a logits output, got "
+                                  f"{len(inputs)} inputs and {len(outputs)} outputs")
+        self.input_name = inputs[0].name
+        classes = self.metadata.get("num_classes", outputs[0].shape[1])
+        if not isinstance(classes, int):
+            raise CheckpointError(f"{path}: the class count is neither in the metadata nor a fixed output "
+                                  "dimension; export it with `sceneparse export onnx`")
+        self.num_classes = classes
+        self.align_corners = bool(self.metadata.get("align_corners", False))
+        self.input_shape = list(inputs[0].shape)  # ints where fixed, names where dynamic
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Logits (N x classes x H x W, float32) of a normalised N x 3 x H x W batch."""
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise ValueError(f"expected an N x 3 x H x W batch, got shape {batch.shape}")
+        fixed = [(i, n) for i, n in enumerate(self.input_shape) if isinstance(n, int)]
+        for i, n in fixed:
+            if batch.shape[i] != n:
+                raise CheckpointError(f"{self.path} was exported for input {self.input_shape} (not dynamic); got "
+                                 f"{list(batch.shape)}: export with --dynamic or resize to that size")
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    def __call__(self, batch: np.ndarray | torch.Tensor) -> np.ndarray | dict[str, torch.Tensor]:
+        if isinstance(batch, torch.Tensor):
+            logits = self.run(batch.detach().float().cpu().numpy())
+            return {"out": torch.from_numpy(logits).to(batch.device)}
+        return self.run(batch)
+
+
+def relative_l2(a: np.ndarray, b: np.ndarray) -> float:
+    """|a - b| / |b| over all elements."""
+    return float(np.linalg.norm((a - b).ravel()) / max(np.linalg.norm(b.ravel()), 1e-12))
+
+
+@torch.no_grad()
+def compare_with_pytorch(model: nn.Module, onnx_path: str | Path,
+                         sizes: Sequence[Sequence[int]]) -> list[tuple[tuple[int, int], float]]:
+    """Relative L2 between ONNX Runtime's and PyTorch's logits at each size (random normalised input)."""
+    runner = OnnxSegmentor(onnx_path)
+    model = model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(0)
+    results = []
+    for size in sizes:
+        x = torch.randn(1, 3, int(size[0]), int(size[1]), generator=generator)
+        reference = model(x.to(device))["out"].float().cpu().numpy()
+        results.append(((int(size[0]), int(size[1])), relative_l2(runner.run(x.numpy()), reference)))
+    return results
