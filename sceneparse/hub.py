@@ -168,29 +168,13 @@ def fetch(
 
 
 def _convert(fmt: str, src: Path, preset: Preset) -> dict[str, torch.Tensor]:
-    """A foreign checkpoint's state dict renamed for `preset`'s model.
+    """A foreign checkpoint's state dict renamed for `preset`'s model, checked against it strictly."""
+    from sceneparse.convert import FORMATS, convert_checkpoint
 
-    Uses `sceneparse.convert.convert_checkpoint` (every supported format); builds without it fall
-    back to the mmsegmentation and sssegmentation key maps, which read `.pth` files.
-    """
-    try:
-        from sceneparse.convert import convert_checkpoint  # type: ignore[attr-defined]
-    except ImportError:
-        convert_checkpoint = None
-    if convert_checkpoint is not None:
-        return convert_checkpoint(fmt, src, preset)
-    from sceneparse.convert.common import read_torch_checkpoint
-    from sceneparse.convert.mmseg import convert_mmseg
-    from sceneparse.convert.ssseg import convert_ssseg
-
-    if fmt == "mmseg":
-        return convert_mmseg(read_torch_checkpoint(src), preset.model.name)
-    if fmt == "sssegmentation":
-        return convert_ssseg(read_torch_checkpoint(src), preset.model.name)
-    if fmt == "sceneparse":
-        return read_torch_checkpoint(src)
-    raise CheckpointError(f"{src}: no converter for weights format {fmt!r} in this build; convert it first "
-                          "(`sceneparse convert`) and pass --weights PATH")
+    if fmt not in FORMATS:
+        raise CheckpointError(f"{src}: no converter for weights format {fmt!r} (known: {', '.join(FORMATS)}); "
+                              "convert it yourself and pass --weights PATH")
+    return convert_checkpoint(fmt, src, preset)
 
 
 def _detect_format(src: Path) -> str:
@@ -199,6 +183,19 @@ def _detect_format(src: Path) -> str:
     from sceneparse.weights import detect_format
 
     return detect_format(read_torch_checkpoint(src))
+
+
+def _check_safetensors(path: Path, url: str) -> None:
+    """A downloaded .safetensors must open (a server may answer with an HTML page); else it leaves the cache."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except Exception as exc:  # safetensors raises its own error types for a bad header
+        path.unlink(missing_ok=True)
+        raise DownloadError(f"{url}: the downloaded file is not a safetensors file ({exc}); nothing was cached. "
+                            "Download it yourself and pass --weights PATH") from None
 
 
 def fetch_weights(url: str, preset: Preset, fmt: str = "", sha256_prefix: str = "", progress: bool = True,
@@ -215,7 +212,9 @@ def fetch_weights(url: str, preset: Preset, fmt: str = "", sha256_prefix: str = 
     if converted.is_file():
         return converted
     if filename.endswith(".safetensors") and fmt in ("", "sceneparse"):
-        return fetch(url, sha256_prefix, dest=converted, retries=retries, backoff=backoff, progress=progress)
+        path = fetch(url, sha256_prefix, dest=converted, retries=retries, backoff=backoff, progress=progress)
+        _check_safetensors(path, url)
+        return path
     raw = fetch(url, sha256_prefix, retries=retries, backoff=backoff, progress=progress)
     fmt = fmt or _detect_format(raw)
     state = _convert(fmt, raw, preset)
