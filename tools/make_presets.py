@@ -168,9 +168,8 @@ def chainercv_presets() -> dict[str, dict]:
         "chainercv_pspnet_resnet101_cityscapes_converted": {
             "extends": ["chainercv_pspnet", "chainercv_cityscapes_713"],
             "description": "PSPNet ResNet-101, the authors' Caffe weights converted by ChainerCV (single scale)",
-            # the Caffe model pools with fixed windows sized for its 713x713 crop (feature 90x90)
-            "model": {"backbone": {"depth": 101},
-                      "decode_head": {"pool_mode": "fixed", "pool_input_size": [90, 90]}},
+            # ChainerCV pools with fixed windows: recipes chainercv_pspnet + chainercv_cityscapes_713
+            "model": {"backbone": {"depth": 101}},
             "published": {"table": table, "source_config": "pspnet_resnet101 (converted)", "mIoU": 79.03,
                           "weights_url": converted},
         }
