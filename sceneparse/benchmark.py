@@ -1,0 +1,214 @@
+"""Speed and memory of a preset: warm-up, timed iterations with device synchronisation, the median
+and spread, images per second, peak memory and FLOPs, for inference or a full training step.
+
+Timings are wall-clock per iteration; on a GPU each one ends with `torch.cuda.synchronize()`, so it
+measures the work and not its queueing. Peak memory is CUDA's max allocated during the timed
+iterations, or on the CPU the process's peak resident set size (which the kernel only lets us read
+since the process began: model building and warm-up included).
+"""
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from sceneparse.config import Preset
+from sceneparse.errors import ConfigError
+from sceneparse.models import build_segmentor
+from sceneparse.models.fuse import DTYPES, autocast_context, prepare_for_inference
+from sceneparse.summary import summarize
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    size: tuple[int, int] = (512, 512)
+    batch: int = 1
+    device: str = "cpu"
+    dtype: str = "fp32"  # fp32, bf16 or fp16 (autocast)
+    channels_last: bool = False
+    compile: bool = False
+    fuse_bn: bool = False  # inference only
+    train: bool = False  # a full training step (forward, loss, backward, SGD update) instead of inference
+    warmup: int = 3
+    iters: int = 10
+
+    def validate(self) -> None:
+        """ConfigError naming the option that cannot work."""
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype {self.dtype}: expected one of {', '.join(DTYPES)}")
+        if self.batch < 1 or self.iters < 1 or self.warmup < 0:
+            raise ConfigError("--batch and --iters must be at least 1, --warmup at least 0")
+        if self.train and self.fuse_bn:
+            raise ConfigError("--fuse-bn folds BatchNorm for inference; it cannot be combined with --train")
+        if self.train and self.batch < 2:
+            raise ConfigError("--train needs --batch 2 or more (BatchNorm in training mode needs several values)")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"--device {self.device}: CUDA is not available on this machine; use --device cpu")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"--device {self.device}: expected cpu, cuda or cuda:N")
+
+
+@dataclass
+class BenchmarkResult:
+    preset: str
+    settings: dict[str, Any]
+    times_s: list[float]
+    median_s: float
+    iqr_s: float  # spread: 75th minus 25th percentile of the iteration times
+    min_s: float
+    max_s: float
+    images_per_s: float
+    peak_memory_bytes: int
+    memory_kind: str  # "cuda max allocated" or "cpu peak RSS (process)"
+    forward_flops_per_image: int  # multiply and add counted separately
+    achieved_gflops: float  # forward FLOPs per second at the median (inference only; 0 for --train)
+    threads: int
+    machine: dict[str, str] = field(default_factory=dict)
+
+
+def machine_description(device: str) -> dict[str, str]:
+    """What the numbers were measured on."""
+    info = {"torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor()
+            or platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+        if names:
+            info["cpu"] = f"{names[0]} ({len(names)} logical cores)"
+    except OSError:
+        pass
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """A function that waits for the device's queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def time_iterations(step: Callable[[], object], warmup: int, iters: int, sync: Callable[[], None],
+                    desc: str = "benchmark", progress: bool = True) -> list[float]:
+    """Seconds of each of `iters` timed calls of `step`, after `warmup` untimed ones."""
+    for _ in tqdm(range(warmup), desc=f"{desc} warm-up", leave=False, disable=not progress):
+        step()
+    sync()
+    times = []
+    for _ in tqdm(range(iters), desc=desc, leave=False, disable=not progress):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident set size (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if platform.system() == "Darwin" else peak * 1024)
+
+
+def inference_step(model: torch.nn.Module, x: torch.Tensor, settings: BenchmarkSettings) -> Callable[[], object]:
+    """One forward of the fast inference path with these options."""
+    fast = prepare_for_inference(model, settings.dtype, settings.channels_last, settings.fuse_bn, settings.compile)
+
+    def step() -> object:
+        with torch.inference_mode():
+            return fast(x)["out"]
+
+    return step
+
+
+def training_step(model: torch.nn.Module, x: torch.Tensor, num_classes: int,
+                  settings: BenchmarkSettings) -> Callable[[], object]:
+    """One SGD step: forward (autocast for bf16/fp16), cross-entropy on the output and 0.4 x the aux
+    output, backward, update. Labels are random; the work does not depend on them."""
+    model.train()
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    run = torch.compile(model) if settings.compile else model
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    labels = torch.randint(0, num_classes, (x.shape[0], *x.shape[-2:]), device=x.device)
+
+    def step() -> object:
+        with autocast_context(x.device.type, settings.dtype):
+            out = run(x)
+            loss = F.cross_entropy(out["out"].float(), labels)
+            if "aux" in out:
+                loss = loss + 0.4 * F.cross_entropy(out["aux"].float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def run_benchmark(preset: Preset, settings: BenchmarkSettings, progress: bool = True) -> BenchmarkResult:
+    """Build the preset's network (random weights: speed does not depend on them) and time it."""
+    settings.validate()
+    device = torch.device(settings.device)
+    model = build_segmentor(preset.model).to(device)
+    x = torch.randn(settings.batch, 3, *settings.size, device=device)
+    if settings.train:
+        step = training_step(model, x, preset.model.num_classes, settings)
+    else:
+        step = inference_step(model, x, settings)
+    sync = synchronizer(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = time_iterations(step, settings.warmup, settings.iters, sync, preset.name, progress)
+    if device.type == "cuda":
+        memory, kind = int(torch.cuda.max_memory_allocated(device)), "cuda max allocated"
+    else:
+        memory, kind = peak_rss_bytes(), "cpu peak RSS (process)"
+    flops = summarize(preset.model, settings.size).flops
+    median = statistics.median(times)
+    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return BenchmarkResult(
+        preset=preset.name,
+        settings=asdict(settings),
+        times_s=times,
+        median_s=median,
+        iqr_s=quartiles[2] - quartiles[0],
+        min_s=min(times),
+        max_s=max(times),
+        images_per_s=settings.batch / median,
+        peak_memory_bytes=memory,
+        memory_kind=kind,
+        forward_flops_per_image=flops,
+        achieved_gflops=0.0 if settings.train else flops * settings.batch / median / 1e9,
+        threads=torch.get_num_threads(),
+        machine=machine_description(settings.device),
+    )
+
+
+def format_result(result: BenchmarkResult) -> str:
+    """A few aligned lines for the terminal."""
+    s = result.settings
+    options = [s["dtype"]] + [name for name in ("channels_last", "fuse_bn", "compile") if s[name]]
+    what = "training step" if s["train"] else "inference"
+    lines = [
+        f"preset      {result.preset}",
+        f"measured    {what}, batch {s['batch']} x {s['size'][0]}x{s['size'][1]}, {s['device']}, "
+        f"{', '.join(options)}, {result.threads} threads",
+        f"time        median {result.median_s * 1e3:.1f} ms (IQR {result.iqr_s * 1e3:.1f} ms, "
+        f"min {result.min_s * 1e3:.1f}, max {result.max_s * 1e3:.1f}; {len(result.times_s)} iterations)",
+        f"throughput  {result.images_per_s:.2f} images/s",
+        f"memory      {result.peak_memory_bytes / 2**20:.0f} MiB ({result.memory_kind})",
+        f"FLOPs       {result.forward_flops_per_image / 1e9:.1f} G per image (forward)"
+        + (f", {result.achieved_gflops:.1f} GFLOP/s achieved" if not s["train"] else ""),
+        f"machine     {result.machine.get('gpu') or result.machine.get('cpu')}, torch {result.machine['torch']}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""`sceneparse benchmark PRESET [--size HxW] [--batch N] [--device cpu|cuda] [--dtype fp32|bf16|fp16]
+[--channels-last] [--compile] [--fuse-bn] [--train] [--warmup N] [--iters N] [--threads N] [--json]`.
+
+Times inference (or a training step with `--train`) of the preset's network with random weights
+and prints the median, spread, images/s, peak memory and FLOPs; `--json` prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+
+import torch
+
+from sceneparse.benchmark import BenchmarkSettings, format_result, run_benchmark
+from sceneparse.cli.summary import parse_size
+from sceneparse.config import load_preset
+from sceneparse.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("benchmark", help="speed, memory and FLOPs of a preset (inference or training step)")
+    p.add_argument("preset", help="preset name or a .toml file")
+    p.add_argument("--size", type=parse_size, help="input HxW (default: the preset's crop size)")
+    p.add_argument("--batch", type=int, default=1, help="images per iteration (default 1; --train needs 2+)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first iterations)")
+    p.add_argument("--fuse-bn", action="store_true", help="fold BatchNorm into the convolutions (inference)")
+    p.add_argument("--train", action="store_true", help="time a full training step instead of inference")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default 3)")
+    p.add_argument("--iters", type=int, default=10, help="timed iterations (default 10)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: its own choice)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    preset = load_preset(args.preset, args.set)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads {args.threads}: expected 1 or more")
+        torch.set_num_threads(args.threads)
+    size = args.size or (int(preset.data.crop_size[0]), int(preset.data.crop_size[1]))
+    settings = BenchmarkSettings(size=size, batch=args.batch, device=args.device, dtype=args.dtype,
+                                 channels_last=args.channels_last, compile=args.compile, fuse_bn=args.fuse_bn,
+                                 train=args.train, warmup=args.warmup, iters=args.iters)
+    result = run_benchmark(preset, settings, progress=not args.json)
+    print(json.dumps(asdict(result), indent=2) if args.json else format_result(result))
+    return 0
