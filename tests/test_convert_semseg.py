@@ -96,9 +96,7 @@ def random_state(layout: dict[str, tuple[int, ...]], seed: int) -> dict[str, tor
     for key, shape in layout.items():
         if key.endswith("num_batches_tracked"):
             state[key] = torch.tensor(7)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        elif key.endswith(("bn.weight", ".weight")) and len(shape) == 1:
+        elif key.endswith("running_var") or (key.endswith(".weight") and len(shape) == 1):  # BN var, scale
             state[key] = torch.rand(shape, generator=g) + 0.5
         else:
             fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
