@@ -1,0 +1,64 @@
+"""`sceneparse convert`: a peer's checkpoint -> sceneparse safetensors, checked against a preset's model."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+from pathlib import Path
+
+from sceneparse.config import load_preset
+from sceneparse.config.loader import to_dict
+from sceneparse.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+SOURCES = ("mmseg", "sssegmentation", "semseg", "caffe", "chainercv")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "convert", help="convert a published checkpoint (mmseg, sssegmentation, semseg, caffe, chainercv)",
+        description="Rename every tensor of SRC through the source's explicit key map, check its shape against "
+                    "the preset's model and write DST as safetensors with the preset, the source format and the "
+                    "source file's SHA-256 in its metadata. Pickled objects in SRC are refused, never run.")
+    p.add_argument("--from", dest="fmt", required=True, choices=SOURCES, help="the checkpoint's toolbox")
+    p.add_argument("src", type=Path, help="the checkpoint: .pth (mmseg, sssegmentation, semseg), "
+                                          ".caffemodel (caffe) or .npz (chainercv)")
+    p.add_argument("dst", type=Path, help="the sceneparse weights file to write (.safetensors)")
+    p.add_argument("--preset", required=True, help="preset name or TOML file whose model the weights are for")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a preset field, e.g. model.num_classes=21 (repeatable)")
+    p.add_argument("--prototxt", type=Path, help="caffe only: the deploy .prototxt (its BN and pooling settings "
+                                                 "take precedence over those stored in the .caffemodel)")
+    p.set_defaults(func=run)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run(args: argparse.Namespace) -> int:
+    from sceneparse.convert import convert_checkpoint
+    from sceneparse.weights import save_weights
+
+    if args.dst.suffix != ".safetensors":
+        raise CheckpointError(f"{args.dst}: the output must be a .safetensors file")
+    if args.prototxt is not None and args.fmt != "caffe":
+        raise CheckpointError("--prototxt is for --from caffe only")
+    preset = load_preset(args.preset, args.overrides)
+    state = convert_checkpoint(args.fmt, args.src, preset, prototxt=args.prototxt)
+    metadata = {
+        "preset": preset.name,
+        "source_format": args.fmt,
+        "source_file": args.src.name,
+        "source_sha256": sha256_of(args.src),
+        "config": to_dict(preset),  # the resolved preset, --set included: the file describes its model
+    }
+    if args.prototxt is not None:
+        metadata["source_prototxt_sha256"] = sha256_of(args.prototxt)
+    save_weights(state, args.dst, metadata=metadata)
+    print(f"wrote {args.dst}: {len(state)} tensors for preset {preset.name} ({args.fmt} -> sceneparse)")
+    return 0
