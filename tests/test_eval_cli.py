@@ -12,7 +12,7 @@ from sceneparse.api import build_model
 from sceneparse.cli import main
 from sceneparse.config import Preset, load_preset
 from sceneparse.config.loader import to_dict
-from sceneparse.data.files import read_label
+from sceneparse.data.files import read_label, write_png
 from sceneparse.data.synth import synthesize
 from sceneparse.evaluation import cityscapes
 from sceneparse.weights import save_weights
@@ -134,5 +134,53 @@ def test_cityscapes_format_names_and_label_ids(tmp_path: Path) -> None:
     assert cityscapes.to_label_ids(train_ids).tolist() == [[7, 8, 26], [33, 0, 23]]
     assert cityscapes.result_name("x/frankfurt/frankfurt_000000_000294_leftImg8bit.png") == \
         "frankfurt_000000_000294_leftImg8bit.png"
+    assert cityscapes.result_name("night/GOPR0356_frame_000001_rgb_anon.png") == "GOPR0356_frame_000001_rgb_anon.png"
     with pytest.raises(Exception, match="custom"):
         cityscapes.check_dataset("custom")
+
+
+def test_night_preset_scores_a_cityscapes_model_and_writes_benchmark_files(tmp_path: Path) -> None:
+    """The Dark Zurich preset: a 19-class Cityscapes model on the night set, with --cityscapes-format."""
+    preset_name = "pspnet_r50-d8_512x1024_40k_dark"
+    night = [
+        "model.backbone.depth=18", "model.backbone.base_channels=8", "model.backbone.stem_channels=16",
+        "model.decode_head.channels=16", "model.aux_head.channels=8", "data.scale=[96,64]", "data.num_workers=0",
+    ]
+    data = synthesize("dark_zurich", tmp_path / "dz", n=2, size=64, seed=0, workers=1, progress=False)
+    weights = tiny_weights(tmp_path / "w.safetensors", load_preset(preset_name, night))
+    status = main(["test", preset_name, "--weights", str(weights), "--data-root", str(data), "--out",
+                   str(tmp_path / "out"), "--cityscapes-format", "--no-figures", "--device", "cpu",
+                   *[arg for item in night for arg in ("--set", item)]])
+    assert status == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert len(metrics["per_class"]) == 19 and "road" in metrics["per_class"]
+    results = sorted((tmp_path / "out" / "cityscapes_results").glob("*.png"))
+    images = sorted(data.rglob("*_rgb_anon.png"))
+    assert [p.name for p in results] == [p.name for p in images]
+    valid_label_ids = set(cityscapes.train_to_label_ids()[:19].tolist())
+    for path in results:
+        assert set(np.unique(read_label(path)).tolist()) <= valid_label_ids
+
+
+def test_score_ade20k_with_reduce_zero_label(tmp_path: Path) -> None:
+    """Predictions in training ids (stored id - 1) against ADE20K files where 0 means "other"."""
+    data = synthesize("ade20k", tmp_path / "ade", n=2, size=64, seed=0, workers=1, progress=False)
+    preds = tmp_path / "pred"
+    for label_file in sorted((data / "annotations" / "validation").glob("*.png")):
+        stored = read_label(label_file).astype(np.int64)
+        pred = np.where(stored == 0, 0, stored - 1)  # right wherever the label is scored
+        pred[:, :8] = (pred[:, :8] + 1) % 150  # ... except a strip on the left
+        write_png(preds / label_file.name, pred.astype(np.uint8))
+    status = main(["score", str(preds), str(data), "--dataset", "ade20k", "--out", str(tmp_path / "m.json"),
+                   "--no-figures"])
+    assert status == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    scored = [(read_label(f).astype(np.int64), read_label(preds / f.name).astype(np.int64))
+              for f in sorted((data / "annotations" / "validation").glob("*.png"))]
+    correct = sum(int(((s - 1 == p) & (s != 0)).sum()) for s, p in scored)
+    total = sum(int((s != 0).sum()) for s, _ in scored)
+    assert metrics["aAcc"] == pytest.approx(correct / total)
+    assert 0.0 < metrics["aAcc"] < 1.0
+    present = {int(v) - 1 for s, _ in scored for v in np.unique(s) if v != 0}
+    absent = [name for i, name in enumerate(metrics["per_class"]) if i not in present]
+    assert all(metrics["per_class"][name]["Acc"] is None for name in absent)

@@ -16,7 +16,6 @@ from sceneparse.errors import ConfigError
 
 # Datasets whose 19 classes are the Cityscapes training ids.
 CITYSCAPES_LIKE = ("cityscapes", "dark_zurich", "night_driving")
-IMAGE_SUFFIX = "_leftImg8bit"
 
 
 def train_to_label_ids() -> np.ndarray:
@@ -34,15 +33,9 @@ def to_label_ids(pred: np.ndarray) -> np.ndarray:
 
 
 def result_name(image_path: str | Path) -> str:
-    """The file name the benchmark expects for `image_path` ("X_leftImg8bit.png" -> same name).
-
-    Images of the Cityscapes-like night sets keep their own stem with "_leftImg8bit" added when it is
-    not there, so every name still starts with its city/sequence/frame part.
-    """
-    stem = Path(image_path).name.split(".")[0]
-    if not stem.endswith(IMAGE_SUFFIX):
-        stem = stem.split("_rgb_anon")[0] + IMAGE_SUFFIX
-    return f"{stem}.png"
+    """The file name the benchmark expects for `image_path`: the image's name as a PNG
+    ("X_leftImg8bit.png" stays "X_leftImg8bit.png"; the night sets keep their own image names)."""
+    return Path(image_path).name.split(".")[0] + ".png"
 
 
 def check_dataset(dataset: str) -> None:
