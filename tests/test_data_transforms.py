@@ -121,6 +121,24 @@ def test_crop_respects_cat_max_ratio_when_a_window_allows_it():
     assert max(shares[0.75, 500]) < 0.75  # and enough tries always do
 
 
+@pytest.mark.parametrize("image_hw, scale", [((60, 120), (240, 120)), ((97, 211), (100, 50)), ((40, 40), (64, 64))])
+def test_fused_resize_and_crop_equals_resizing_then_cropping(image_hw, scale):
+    rng = np.random.default_rng(9)
+    label = _random_label(rng, image_hw, [0, 2, 3, IGNORE])
+    image = rng.integers(0, 256, (*image_hw, 3), dtype=np.uint8)
+    for seed in range(8):
+        draws, fused_draws = np.random.default_rng(seed), np.random.default_rng(seed)
+        big_image, big_label = T.random_resize(image, label, scale, (0.5, 2.0), draws)
+        image_ref, label_ref = T.random_crop(big_image, big_label, (48, 64), 0.75, IGNORE, draws)
+        image_out, label_out = T.random_resized_crop(image, label, scale, (0.5, 2.0), (48, 64), 0.75, IGNORE,
+                                                     fused_draws)
+        np.testing.assert_array_equal(label_out, label_ref)
+        assert image_out.shape == image_ref.shape
+        difference = np.abs(image_out.astype(int) - image_ref.astype(int))
+        assert difference.max() <= 2 and difference.mean() < 0.25  # Pillow's fixed-point weights, on noise
+        assert draws.random() == fused_draws.random()  # the same draws were consumed
+
+
 def test_crop_without_an_allowed_window_still_gives_the_crop():
     label = np.zeros((40, 100), dtype=np.uint8)
     label[0, 0] = 1
