@@ -71,6 +71,7 @@ def test_reader_pairs_classes_and_label_range(name, roots):
             values = set(np.unique(label).tolist())
             assert values <= set(range(num_classes)) | {255}, (split, values)
             assert item["image"].shape[0] == 3 and item["image"].dtype == torch.float32
+            assert item["key"] == pairs[index].key and item["path"] == str(pairs[index].image)
             seen |= values
         assert seen - {255}, f"{name} {split}: every label is ignore"
 

@@ -25,7 +25,9 @@ SampleKey = int | tuple[int, int, int]  # index, or (seed, epoch, index)
 
 
 class SegmentationDataset(Dataset):
-    """Yields {"image": 3xHxW float32 (normalised), "label": HxW int64, "path": image path}.
+    """Yields {"image": 3xHxW float32 (normalised), "label": HxW int64, "path": image path, "key": sample key}.
+
+    The key names the prediction file (`sceneparse.data.registry.pred_name(key)`).
 
     Labels come out in training ids with unscored pixels = `ignore_index`, whatever the files store.
     """
@@ -71,7 +73,8 @@ class SegmentationDataset(Dataset):
         image, label = self.load(int(index))
         rng = np.random.default_rng([int(seed), int(epoch), int(index)])
         image_t, label_t = self.transform(image, label, rng)
-        return {"image": image_t, "label": label_t, "path": str(self.samples[int(index)].image)}
+        sample = self.samples[int(index)]
+        return {"image": image_t, "label": label_t, "path": str(sample.image), "key": sample.key}
 
 
 def config_dataset_info(cfg: DataConfig) -> DatasetInfo:
