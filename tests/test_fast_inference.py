@@ -136,3 +136,12 @@ def test_fast_model_works_with_the_test_time_modes() -> None:
 def test_unknown_dtype_is_refused() -> None:
     with pytest.raises(ValueError, match="bf16"):
         prepare_for_inference(build_segmentor(tiny_config("pspnet")), dtype="int8")
+
+
+@pytest.mark.parametrize("psa_type", ["collect", "distribute"])
+def test_psa_mask_runs_on_the_meta_device(psa_type: str) -> None:
+    """`sceneparse summary` counts FLOPs on the meta device: the cached, value-checked index must not be used."""
+    from sceneparse.models.psa_mask import psa_mask
+
+    out = psa_mask(torch.empty(2, 15, 4, 6, device="meta"), psa_type, (3, 5))
+    assert out.shape == (2, 24, 4, 6) and out.device.type == "meta"

@@ -32,20 +32,21 @@ def collect_index(h: int, w: int, mask_h: int, mask_w: int, device: torch.device
     return index.reshape(h * w, h, w)
 
 
-def _source_index(h: int, w: int, mask_h: int, mask_w: int, psa_type: str,
-                  device: torch.device | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _source_index(h: int, w: int, mask_h: int, mask_w: int, psa_type: str, device: torch.device | None,
+                  check_coverage: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Flat source of every output entry in the (n, cells*h*w) input, and where no cell reaches (or None).
 
     collect:    out[P, Q] = in[cell(P, Q), Q]  ->  source cell(P, Q) * h*w + Q
     distribute: out[Q, P] = the same value     ->  the transpose of the collect source
-    so both layouts are one `index_select`, with no transposed copy of the output.
+    so both layouts are one `index_select`, with no transposed copy of the output. With
+    `check_coverage` (needs concrete values), a mask that reaches every entry returns None.
     """
     cell = collect_index(h, w, mask_h, mask_w, device).reshape(h * w, h * w)
     unreached = cell == mask_h * mask_w
     source = torch.where(unreached, torch.zeros_like(cell), cell) * (h * w) + torch.arange(h * w, device=device)
     if psa_type == "distribute":
         source, unreached = source.t(), unreached.t()
-    if not _building_graph() and not bool(unreached.any()):
+    if check_coverage and not bool(unreached.any()):
         return source.reshape(-1).contiguous(), None
     return source.reshape(-1).contiguous(), unreached.reshape(-1).contiguous()
 
@@ -71,8 +72,8 @@ def psa_mask(x: torch.Tensor, psa_type: str, mask_size: tuple[int, int] | list[i
         raise ValueError(f"PSA mask input has {c} channels, expected mask_h*mask_w = {mask_h * mask_w}")
     if psa_type not in ("collect", "distribute"):
         raise ValueError(f"psa_type must be 'collect' or 'distribute', got {psa_type!r}")
-    if _building_graph():
-        source, unreached = _source_index(h, w, mask_h, mask_w, psa_type, x.device)
+    if _building_graph() or x.device.type == "meta":  # symbolic sizes or no values: nothing to cache or test
+        source, unreached = _source_index(h, w, mask_h, mask_w, psa_type, x.device, check_coverage=False)
     else:
         source, unreached = _cached_source_index(h, w, mask_h, mask_w, psa_type, x.device)
     out = torch.index_select(x.reshape(n, c * h * w), 1, source)

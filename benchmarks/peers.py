@@ -1,0 +1,270 @@
+"""sceneparse against mmsegmentation 1.x on the same model, input size and thread count, in one process.
+
+    make peers                                   # the peers' own venv (.venv-peers), once
+    .venv-peers/bin/python benchmarks/peers.py --rounds 3 --json peers.json
+
+For each model (PSPNet R-50-D8, UPerNet R-50, PSANet R-50-D8; ADE20K, 150 classes, 512x512) the
+script builds mmsegmentation's network from its packaged config, copies its (random) weights into
+sceneparse's through the converter, checks that both give the same logits, then times every variant
+one call at a time, alternating between variants and rotating their order each round, so slow
+phases of a shared machine fall on all of them alike. It prints each variant's median, its spread
+(IQR), images/s, the fraction of the machine's measured peak, and the ratio to mmsegmentation fp32.
+
+The machine's peak is measured here too: a large 3x3 convolution (256 -> 256 channels, 128x128),
+in fp32 and bf16, the best of NCHW and NHWC.
+
+mmcv-lite has no compiled ops, and mmsegmentation imports `mmcv.ops` at start-up: the script puts
+a stand-in module there whose ops refuse to run, except `PSAMask`, for which it lends
+sceneparse's pure-PyTorch mask (so mmsegmentation's PSANet runs, with that one op not its own;
+the table says so). sssegmentation is timed where it imports (`--ssseg`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import types
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sceneparse.models.psa_mask import psa_mask  # noqa: E402
+
+# model -> (sceneparse preset, mmsegmentation config under mmseg/.mim/configs)
+MODELS = {
+    "pspnet": ("pspnet_r50-d8_512x512_80k_ade20k", "pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py"),
+    "upernet": ("upernet_r50_512x512_80k_ade20k", "upernet/upernet_r50_4xb4-80k_ade20k-512x512.py"),
+    "psanet": ("psanet_r50-d8_4xb4-80k_ade20k-512x512", "psanet/psanet_r50-d8_4xb4-80k_ade20k-512x512.py"),
+}
+
+
+class BorrowedPSAMask(nn.Module):
+    """mmcv's `PSAMask(psa_type, mask_size)` interface over sceneparse's pure-PyTorch mask."""
+
+    def __init__(self, psa_type: str, mask_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.psa_type, self.mask_size = psa_type, tuple(mask_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return psa_mask(x, self.psa_type, self.mask_size)
+
+
+def install_mmcv_ops_stand_in() -> None:
+    """mmcv-lite's `mmcv.ops` fails to import (no compiled `_ext`); mmsegmentation imports it anyway."""
+    stand_in = types.ModuleType("mmcv.ops")
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise NotImplementedError("compiled mmcv op: not in mmcv-lite")
+
+    for name in ("point_sample", "sigmoid_focal_loss", "CrissCrossAttention", "DeformConv2d",
+                 "ModulatedDeformConv2d"):
+        setattr(stand_in, name, unavailable)
+    stand_in.PSAMask = BorrowedPSAMask
+    sys.modules["mmcv.ops"] = stand_in
+
+
+@dataclass
+class Timing:
+    model: str
+    variant: str
+    times_s: list[float]
+    median_s: float
+    iqr_s: float
+    gflop: float
+    dtype: str
+
+    @property
+    def gflops(self) -> float:
+        return self.gflop / self.median_s
+
+
+def quartile_spread(times: list[float]) -> float:
+    if len(times) < 2:
+        return 0.0
+    q = statistics.quantiles(times, n=4)
+    return q[2] - q[0]
+
+
+def measure_peak(dtype: torch.dtype, iters: int) -> float:
+    """GFLOP/s of a 256 -> 256 3x3 convolution on 1 x 256 x 128 x 128, best of NCHW / NHWC and of `iters`.
+
+    Without native bf16 (no AVX512-BF16 / AMX) a bf16 NCHW convolution takes minutes on the
+    reference path, so only NHWC is measured there.
+    """
+    x = torch.randn(1, 256, 128, 128).to(dtype)
+    w = torch.randn(256, 256, 3, 3).to(dtype) * 0.02
+    flop = 2 * 256 * 256 * 9 * 128 * 128
+    best = float("inf")
+    formats = [torch.channels_last]
+    if dtype == torch.float32 or native_bf16():
+        formats.insert(0, torch.contiguous_format)
+    for memory_format in formats:
+        xm, wm = x.contiguous(memory_format=memory_format), w.contiguous(memory_format=memory_format)
+        with torch.inference_mode():
+            F.conv2d(xm, wm, padding=1)
+            for _ in range(iters):
+                start = time.perf_counter()
+                F.conv2d(xm, wm, padding=1)
+                best = min(best, time.perf_counter() - start)
+    return flop / best / 1e9
+
+
+def native_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels for this CPU (else bf16 is emulated, far slower than fp32)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def build_mmseg(config: str, num_threads: int) -> nn.Module:
+    import mmseg
+    from mmseg.apis import init_model
+
+    path = os.path.join(os.path.dirname(mmseg.__file__), ".mim", "configs", config)
+    model = init_model(path, None, "cpu")  # SyncBN reverted to BN on the CPU
+    torch.set_num_threads(num_threads)  # in case the import changed it
+    return model.eval()
+
+
+def sceneparse_twin(preset: str, mmseg_model: nn.Module) -> nn.Module:
+    """sceneparse's network of `preset` holding mmsegmentation's weights (through the converter)."""
+    from sceneparse.api import build_model
+    from sceneparse.config import load_preset
+    from sceneparse.convert.common import load_state_strict
+    from sceneparse.convert.mmseg import convert_mmseg
+
+    cfg = load_preset(preset)
+    model = build_model(cfg)
+    load_state_strict(model, convert_mmseg(mmseg_model.state_dict(), cfg.model.name), "mmsegmentation model")
+    return model.eval()
+
+
+def variants_for(model_name: str, mm: nn.Module, ours: nn.Module, x: torch.Tensor,
+                 dtypes: list[str]) -> dict[str, tuple[str, Callable[[], torch.Tensor]]]:
+    """name -> (dtype, call) of everything timed for one model."""
+    from sceneparse.models.fuse import autocast_context, prepare_for_inference
+
+    metas = [dict(img_shape=tuple(x.shape[-2:]), ori_shape=tuple(x.shape[-2:]), pad_shape=tuple(x.shape[-2:]))]
+    fused = prepare_for_inference(ours, "fp32", channels_last=False, fuse_bn=True, copy_model=True)
+    fused_cl = prepare_for_inference(ours, "fp32", channels_last=True, fuse_bn=True, copy_model=True)
+    found: dict[str, tuple[str, Callable[[], torch.Tensor]]] = {
+        "mmseg fp32": ("fp32", lambda: mm.encode_decode(x, metas)),
+        "sceneparse eager fp32": ("fp32", lambda: ours(x)["out"]),
+        "sceneparse fused fp32": ("fp32", lambda: fused(x)["out"]),
+        "sceneparse fused+channels_last fp32": ("fp32", lambda: fused_cl(x)["out"]),
+    }
+    if "bf16" in dtypes:
+        fast_bf16 = prepare_for_inference(ours, "bf16", channels_last=True, fuse_bn=True, copy_model=True)
+
+        def mmseg_bf16() -> torch.Tensor:
+            with autocast_context("cpu", "bf16"):
+                return mm.encode_decode(x, metas)
+
+        found["mmseg bf16 autocast"] = ("bf16", mmseg_bf16)
+        found["sceneparse fused+channels_last bf16"] = ("bf16", lambda: fast_bf16(x)["out"])
+    return found
+
+
+def time_alternating(calls: dict[str, tuple[str, Callable[[], torch.Tensor]]], rounds: int,
+                     warmup: int) -> dict[str, list[float]]:
+    """One call of each variant per round, the order rotated every round; warm-up calls untimed."""
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for name in names:
+                calls[name][1]()
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
+                start = time.perf_counter()
+                calls[name][1]()
+                times[name].append(time.perf_counter() - start)
+            print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {times[n][-1]:.2f}s" for n in names),
+                  flush=True)
+    return times
+
+
+def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--size", type=int, default=512, help="square input side (default 512)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=3, help="timed calls per variant (default 3)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"],
+                        help="default: fp32, plus bf16 where the CPU has native bf16")
+    parser.add_argument("--json", type=Path, help="write the results here as JSON")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    if args.dtypes is None:
+        args.dtypes = ["fp32", "bf16"] if native_bf16() else ["fp32"]
+        if not native_bf16():
+            print("this CPU has no native bf16: the bf16 model variants are skipped (--dtypes fp32 bf16 forces them)")
+    install_mmcv_ops_stand_in()
+    import mmseg
+
+    from sceneparse.config import load_preset
+    from sceneparse.summary import summarize
+
+    peak = {"fp32": measure_peak(torch.float32, 3), "bf16": measure_peak(torch.bfloat16, 2)}
+    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, "
+          f"mmsegmentation {mmseg.__version__}; 3x3 conv peak " + ", ".join(f"{k} {v:.0f} GFLOP/s"
+                                                                        for k, v in peak.items()), flush=True)
+    results: list[Timing] = []
+    parity: dict[str, float] = {}
+    for model_name in args.models:
+        preset, config = MODELS[model_name]
+        mm = build_mmseg(config, args.threads)
+        ours = sceneparse_twin(preset, mm)
+        gflop = summarize(load_preset(preset).model, (args.size, args.size)).flops / 1e9
+        x = torch.randn(1, 3, args.size, args.size)
+        with torch.inference_mode():
+            metas = [dict(img_shape=(args.size, args.size), ori_shape=(args.size, args.size),
+                          pad_shape=(args.size, args.size))]
+            parity[model_name] = relative_l2(ours(x)["out"], mm.encode_decode(x, metas))
+        print(f"{model_name}: {gflop:.0f} GFLOP at {args.size}x{args.size}; sceneparse vs mmseg logits "
+              f"relative L2 {parity[model_name]:.1e}", flush=True)
+        calls = variants_for(model_name, mm, ours, x, args.dtypes)
+        times = time_alternating(calls, args.rounds, args.warmup)
+        for name, values in times.items():
+            results.append(Timing(model_name, name, values, statistics.median(values), quartile_spread(values),
+                                  gflop, calls[name][0]))
+        del mm, ours, calls
+
+    print()
+    header = f"{'model':8} {'variant':38} {'median s':>9} {'IQR s':>7} {'img/s':>6} {'GFLOP/s':>8} " \
+             f"{'% peak':>7} {'vs mmseg fp32':>14}"
+    print(header)
+    print("-" * len(header))
+    for t in results:
+        base = next(r for r in results if r.model == t.model and r.variant == "mmseg fp32")
+        print(f"{t.model:8} {t.variant:38} {t.median_s:9.2f} {t.iqr_s:7.2f} {1 / t.median_s:6.2f} "
+              f"{t.gflops:8.1f} {100 * t.gflops / peak[t.dtype]:6.0f}% {base.median_s / t.median_s:13.2f}x")
+    if args.json:
+        from sceneparse.weights import atomic_write
+
+        document = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
+                                "native_bf16": native_bf16(),
+                                "torch": torch.__version__, "mmsegmentation": mmseg.__version__},
+                    "size": args.size, "peak_gflops": peak, "parity_relative_l2": parity,
+                    "results": [asdict(t) | {"gflops": t.gflops} for t in results]}
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(document, indent=2)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
