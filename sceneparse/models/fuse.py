@@ -26,6 +26,7 @@ from torch import nn
 
 from sceneparse.models.layers import resize
 from sceneparse.models.ppm import PyramidPooling
+from sceneparse.models.psa_head import PSAHead
 from sceneparse.models.uper_head import UPerHead
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -159,8 +160,9 @@ def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: 
 
 # ------------------------------------------------------------------ convolutions of upsampled maps
 #
-# The 3x3 "bottleneck" convolutions of the PSP and UPer heads run on a concatenation in which most
-# channels are bilinear upsamplings of small maps (the pooled bins; the coarser FPN levels). Both
+# The 3x3 "bottleneck" convolutions of the PSP, UPer and PSA heads run on a concatenation in which
+# many channels are bilinear upsamplings of small maps (the pooled bins; the coarser FPN levels; the
+# shrunk attention map). Both
 # operations are linear, so conv3x3(upsample(z)) can be computed at z's resolution: apply the nine
 # kernel taps to z (a 1x1 convolution with 9x the outputs), then upsample with the interpolation
 # matrices shifted by each tap's offset (zero rows where the padding is). Same sums, a fraction of
@@ -241,8 +243,26 @@ class FastUPerHead(UPerHead):
                                                   self.align_corners))
 
 
+class FastPSAHead(PSAHead):
+    """`PSAHead` whose bottleneck takes the projected attention map at its own (shrunk) size."""
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = features[-1]
+        h, w, align = self._shrink(x.shape[-2], x.shape[-1])
+        if self.psa_type == "bi-direction":
+            col = resize(self.reduce(x), (h, w), align)
+            dis = resize(self.reduce_p(x), (h, w), align)
+            out = torch.cat([self._attend(col, self.attention, "collect", transpose_compact=False),
+                             self._attend(dis, self.attention_p, "distribute", transpose_compact=True)], dim=1)
+        else:
+            out = self._attend(resize(self.reduce(x), (h, w), align), self.attention, self.psa_type,
+                               transpose_compact=self.psa_type == "collect")
+        size = (x.shape[-2], x.shape[-1])
+        return self.classify(bottleneck_of_concat(self.bottleneck, [x], [self.proj(out)], size, align))
+
+
 def convolve_upsampled_at_low_resolution(model: nn.Module) -> int:
-    """Switch the PSP / UPer heads (in place) to the forms above; returns how many modules changed.
+    """Switch the PSP / UPer / PSA heads (in place) to the forms above; returns how many modules changed.
 
     Only exact types are switched (a subclass may compute something else), and only where the
     bottleneck is a plain 3x3 ConvBNReLU. Parameters and their names do not change.
@@ -254,5 +274,8 @@ def convolve_upsampled_at_low_resolution(model: nn.Module) -> int:
             changed += 1
         elif type(module) is UPerHead and is_plain_3x3(module.fpn_bottleneck):
             module.__class__ = FastUPerHead
+            changed += 1
+        elif type(module) is PSAHead and is_plain_3x3(module.bottleneck):
+            module.__class__ = FastPSAHead
             changed += 1
     return changed
