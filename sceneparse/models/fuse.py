@@ -169,7 +169,6 @@ def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: 
 # the multiply-adds: for PSPNet R-50-D8 at 512x512 the head's 3x3 conv does about half its work.
 
 
-@functools.lru_cache(maxsize=64)
 def shifted_interpolation(in_size: int, out_size: int, align_corners: bool, device: torch.device,
                           dtype: torch.dtype) -> torch.Tensor:
     """(3, out, in): row `y` of slice `k` interpolates output row y + k - 1 (zero outside: the padding)."""
@@ -181,6 +180,9 @@ def shifted_interpolation(in_size: int, out_size: int, align_corners: bool, devi
     return torch.stack([padded[k:k + out_size] for k in range(3)]).to(device=device, dtype=dtype)
 
 
+_cached_shifted_interpolation = functools.lru_cache(maxsize=64)(shifted_interpolation)
+
+
 def conv3x3_of_upsampled(z: torch.Tensor, size: tuple[int, int], weight: torch.Tensor,
                          align_corners: bool) -> torch.Tensor:
     """`conv2d(interpolate(z, size, "bilinear"), weight, padding=1)` without the upsampled map."""
@@ -188,8 +190,9 @@ def conv3x3_of_upsampled(z: torch.Tensor, size: tuple[int, int], weight: torch.T
     out_channels = weight.shape[0]
     taps = weight.permute(2, 3, 0, 1).reshape(9 * out_channels, c)  # (ky, kx, o) x c
     q = torch.matmul(taps, z.reshape(n, c, h * w)).reshape(n, 3, 3, out_channels, h, w)
-    rows = shifted_interpolation(h, size[0], align_corners, z.device, z.dtype)
-    cols = shifted_interpolation(w, size[1], align_corners, z.device, z.dtype)
+    matrices = shifted_interpolation if torch.compiler.is_compiling() else _cached_shifted_interpolation
+    rows = matrices(h, size[0], align_corners, z.device, z.dtype)
+    cols = matrices(w, size[1], align_corners, z.device, z.dtype)
     t = torch.einsum("nyxohb,xWb->nyohW", q, cols)
     return torch.einsum("yHa,nyoaW->noHW", rows, t)
 
