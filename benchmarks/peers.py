@@ -38,6 +38,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sceneparse.benchmark import time_alternating  # noqa: E402
 from sceneparse.models.psa_mask import psa_mask  # noqa: E402
 
 # model -> (sceneparse preset, mmsegmentation config under mmseg/.mim/configs)
@@ -152,14 +153,15 @@ def variants_for(model_name: str, mm: nn.Module, ours: nn.Module, x: torch.Tenso
     """name -> (dtype, call) of everything timed for one model."""
     from sceneparse.models.fuse import autocast_context, prepare_for_inference
 
+    # "fast": prepare_for_inference's defaults plus BN folding (low-resolution head convolutions on)
     metas = [dict(img_shape=tuple(x.shape[-2:]), ori_shape=tuple(x.shape[-2:]), pad_shape=tuple(x.shape[-2:]))]
     fused = prepare_for_inference(ours, "fp32", channels_last=False, fuse_bn=True, copy_model=True)
     fused_cl = prepare_for_inference(ours, "fp32", channels_last=True, fuse_bn=True, copy_model=True)
     found: dict[str, tuple[str, Callable[[], torch.Tensor]]] = {
         "mmseg fp32": ("fp32", lambda: mm.encode_decode(x, metas)),
         "sceneparse eager fp32": ("fp32", lambda: ours(x)["out"]),
-        "sceneparse fused fp32": ("fp32", lambda: fused(x)["out"]),
-        "sceneparse fused+channels_last fp32": ("fp32", lambda: fused_cl(x)["out"]),
+        "sceneparse fast fp32": ("fp32", lambda: fused(x)["out"]),
+        "sceneparse fast+channels_last fp32": ("fp32", lambda: fused_cl(x)["out"]),
     }
     if "bf16" in dtypes:
         fast_bf16 = prepare_for_inference(ours, "bf16", channels_last=True, fuse_bn=True, copy_model=True)
@@ -169,28 +171,8 @@ def variants_for(model_name: str, mm: nn.Module, ours: nn.Module, x: torch.Tenso
                 return mm.encode_decode(x, metas)
 
         found["mmseg bf16 autocast"] = ("bf16", mmseg_bf16)
-        found["sceneparse fused+channels_last bf16"] = ("bf16", lambda: fast_bf16(x)["out"])
+        found["sceneparse fast+channels_last bf16"] = ("bf16", lambda: fast_bf16(x)["out"])
     return found
-
-
-def time_alternating(calls: dict[str, tuple[str, Callable[[], torch.Tensor]]], rounds: int,
-                     warmup: int) -> dict[str, list[float]]:
-    """One call of each variant per round, the order rotated every round; warm-up calls untimed."""
-    names = list(calls)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    with torch.inference_mode():
-        for _ in range(warmup):
-            for name in names:
-                calls[name][1]()
-        for r in range(rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for name in order:
-                start = time.perf_counter()
-                calls[name][1]()
-                times[name].append(time.perf_counter() - start)
-            print(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {times[n][-1]:.2f}s" for n in names),
-                  flush=True)
-    return times
 
 
 def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -239,7 +221,11 @@ def main() -> int:
         print(f"{model_name}: {gflop:.0f} GFLOP at {args.size}x{args.size}; sceneparse vs mmseg logits "
               f"relative L2 {parity[model_name]:.1e}", flush=True)
         calls = variants_for(model_name, mm, ours, x, args.dtypes)
-        times = time_alternating(calls, args.rounds, args.warmup)
+        with torch.inference_mode():
+            times = time_alternating({name: call for name, (_, call) in calls.items()}, args.rounds, args.warmup,
+                                     progress=False)
+        print("  " + ", ".join(f"{name} {statistics.median(values):.2f}s" for name, values in times.items()),
+              flush=True)
         for name, values in times.items():
             results.append(Timing(model_name, name, values, statistics.median(values), quartile_spread(values),
                                   gflop, calls[name][0]))

@@ -112,6 +112,29 @@ def time_iterations(step: Callable[[], object], warmup: int, iters: int, sync: C
     return times
 
 
+def time_alternating(calls: dict[str, Callable[[], object]], rounds: int, warmup: int,
+                     sync: Callable[[], None] = lambda: None, progress: bool = True) -> dict[str, list[float]]:
+    """Seconds of each variant's calls, one call per variant per round, the order rotated each round.
+
+    Alternating spreads the slow phases of a shared machine over all variants alike, so their
+    ratios are fairer than those of back-to-back runs. Warm-up calls are untimed.
+    """
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(warmup):
+        for name in names:
+            calls[name]()
+    sync()
+    for r in tqdm(range(rounds), desc="rounds", leave=False, disable=not progress):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            calls[name]()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def peak_rss_bytes() -> int:
     """The process's peak resident set size (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
