@@ -33,12 +33,15 @@ clean:
 	rm -rf $(VENV) quickstart_out
 
 # The peers of benchmarks/peers.py live in their own virtual environment, never in the package's:
-# mmsegmentation 1.2.2 on mmcv-lite (pure Python, no compiled ops) and mmengine, with the same torch
-# pin; sssegmentation where it installs (`|| true`: the script skips a peer it cannot import).
+# mmsegmentation 1.2.2 on mmcv-lite (pure Python, no compiled ops; the script stands in for
+# `mmcv.ops`) and mmengine, with the same torch pin, plus sceneparse itself (editable, with its
+# dependencies). sssegmentation 1.7.0 is installed where it installs (`|| true`); it imports
+# torchvision, whose PyPI wheel for this torch is a CUDA build, so on a CPU-only machine it does not
+# import and the script leaves it out.
 PEERS_VENV := .venv-peers
 PEERS_PIP := $(PEERS_VENV)/bin/pip install -c constraints.txt
 
-$(PEERS_VENV)/.installed: constraints.txt
+$(PEERS_VENV)/.installed: constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/pip install -q --upgrade pip setuptools wheel
 	$(PEERS_PIP) -q torch numpy
@@ -46,7 +49,8 @@ $(PEERS_VENV)/.installed: constraints.txt
 	MMCV_WITH_OPS=0 $(PEERS_PIP) -q --no-build-isolation mmcv-lite==2.1.0
 	$(PEERS_PIP) -q mmsegmentation==1.2.2
 	$(PEERS_PIP) -q --no-deps sssegmentation==1.7.0 || true
-	$(PEERS_PIP) -q -e . --no-deps
+	$(PEERS_PIP) -q -e .
 	touch $@
 
 peers: $(PEERS_VENV)/.installed
+	$(PEERS_VENV)/bin/python benchmarks/peers.py $(PEERS_ARGS)

@@ -16,7 +16,8 @@ in fp32 and bf16, the best of NCHW and NHWC.
 mmcv-lite has no compiled ops, and mmsegmentation imports `mmcv.ops` at start-up: the script puts
 a stand-in module there whose ops refuse to run, except `PSAMask`, for which it lends
 sceneparse's pure-PyTorch mask (so mmsegmentation's PSANet runs, with that one op not its own;
-the table says so). sssegmentation is timed where it imports (`--ssseg`).
+the table says so). sssegmentation is not timed: it imports torchvision, whose PyPI wheel for this
+torch is a CUDA build that does not load beside the CPU torch (docs/benchmarks.md).
 """
 from __future__ import annotations
 
