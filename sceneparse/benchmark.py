@@ -36,6 +36,7 @@ class BenchmarkSettings:
     channels_last: bool = False
     compile: bool = False
     fuse_bn: bool = False  # inference only
+    low_res_heads: bool = False  # inference only: heads convolve upsampled maps at low resolution
     train: bool = False  # a full training step (forward, loss, backward, SGD update) instead of inference
     warmup: int = 3
     iters: int = 10
@@ -46,8 +47,9 @@ class BenchmarkSettings:
             raise ConfigError(f"--dtype {self.dtype}: expected one of {', '.join(DTYPES)}")
         if self.batch < 1 or self.iters < 1 or self.warmup < 0:
             raise ConfigError("--batch and --iters must be at least 1, --warmup at least 0")
-        if self.train and self.fuse_bn:
-            raise ConfigError("--fuse-bn folds BatchNorm for inference; it cannot be combined with --train")
+        if self.train and (self.fuse_bn or self.low_res_heads):
+            raise ConfigError("--fuse-bn and --low-res-heads rewrite the model for inference; "
+                              "they cannot be combined with --train")
         if self.train and self.batch < 2:
             raise ConfigError("--train needs --batch 2 or more (BatchNorm in training mode needs several values)")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -143,7 +145,8 @@ def peak_rss_bytes() -> int:
 
 def inference_step(model: torch.nn.Module, x: torch.Tensor, settings: BenchmarkSettings) -> Callable[[], object]:
     """One forward of the fast inference path with these options."""
-    fast = prepare_for_inference(model, settings.dtype, settings.channels_last, settings.fuse_bn, settings.compile)
+    fast = prepare_for_inference(model, settings.dtype, settings.channels_last, settings.fuse_bn, settings.compile,
+                                 low_res_heads=settings.low_res_heads)
 
     def step() -> object:
         with torch.inference_mode():
@@ -220,7 +223,7 @@ def run_benchmark(preset: Preset, settings: BenchmarkSettings, progress: bool = 
 def format_result(result: BenchmarkResult) -> str:
     """A few aligned lines for the terminal."""
     s = result.settings
-    options = [s["dtype"]] + [name for name in ("channels_last", "fuse_bn", "compile") if s[name]]
+    options = [s["dtype"]] + [name for name in ("channels_last", "fuse_bn", "low_res_heads", "compile") if s[name]]
     what = "training step" if s["train"] else "inference"
     lines = [
         f"preset      {result.preset}",

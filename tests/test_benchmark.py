@@ -40,11 +40,12 @@ def test_json_result_is_consistent(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["settings"]["size"] == [64, 80] and result["settings"]["batch"] == 2
 
 
-@pytest.mark.parametrize("options", [["--fuse-bn", "--channels-last"], ["--dtype", "bf16"], ["--train", "--batch", "2"]])
+@pytest.mark.parametrize("options", [["--fuse-bn", "--channels-last", "--low-res-heads"], ["--dtype", "bf16"], ["--train", "--batch", "2"]])
 def test_options_run_and_are_recorded(capsys: pytest.CaptureFixture[str], options: list[str]) -> None:
     result = run_cli_json(capsys, *options)
     settings = result["settings"]
     assert settings["fuse_bn"] == ("--fuse-bn" in options)
+    assert settings["low_res_heads"] == ("--low-res-heads" in options)
     assert settings["channels_last"] == ("--channels-last" in options)
     assert settings["train"] == ("--train" in options)
     assert settings["dtype"] == ("bf16" if "bf16" in options else "fp32")
@@ -77,6 +78,7 @@ def test_human_readable_output(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(("settings", "message"), [
     (BenchmarkSettings(train=True, fuse_bn=True, batch=2), "--fuse-bn"),
+    (BenchmarkSettings(train=True, low_res_heads=True, batch=2), "--low-res-heads"),
     (BenchmarkSettings(train=True, batch=1), "--batch 2"),
     (BenchmarkSettings(dtype="int8"), "--dtype"),
     (BenchmarkSettings(device="tpu"), "--device tpu"),

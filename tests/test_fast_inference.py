@@ -176,3 +176,15 @@ def test_low_resolution_heads_exact_for_fixed_pooling_and_single_psa(psa_type: s
             reference = model(x)["out"]
             fast = prepare_for_inference(model, fuse_bn=True, low_res_heads=True)
             assert relative_l2(fast(x)["out"], reference) < 1e-5
+
+
+def test_low_res_heads_default_follows_the_device_and_precision() -> None:
+    from sceneparse.models.fuse import low_res_heads_pay_off
+
+    assert low_res_heads_pay_off(torch.device("cpu"), "fp32", matmul_tf32=False, conv_tf32=True)
+    assert low_res_heads_pay_off(torch.device("cuda"), "fp16", matmul_tf32=False, conv_tf32=True)
+    assert not low_res_heads_pay_off(torch.device("cuda"), "fp32", matmul_tf32=False, conv_tf32=True)
+    assert low_res_heads_pay_off(torch.device("cuda"), "fp32", matmul_tf32=True, conv_tf32=True)
+    assert low_res_heads_pay_off(torch.device("cuda"), "fp32", matmul_tf32=False, conv_tf32=False)
+    fast = prepare_for_inference(build_segmentor(tiny_config("upernet")))  # CPU: on by default
+    assert type(fast.model.decode_head).__name__ == "FastUPerHead"

@@ -1,5 +1,5 @@
 """`sceneparse benchmark PRESET [--size HxW] [--batch N] [--device cpu|cuda] [--dtype fp32|bf16|fp16]
-[--channels-last] [--compile] [--fuse-bn] [--train] [--warmup N] [--iters N] [--threads N] [--json]`.
+[--channels-last] [--compile] [--fuse-bn] [--low-res-heads] [--train] [--warmup N] [--iters N] [--threads N] [--json]`.
 
 Times inference (or a training step with `--train`) of the preset's network with random weights
 and prints the median, spread, images/s, peak memory and FLOPs; `--json` prints one JSON object.
@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first iterations)")
     p.add_argument("--fuse-bn", action="store_true", help="fold BatchNorm into the convolutions (inference)")
+    p.add_argument("--low-res-heads", action="store_true",
+                   help="heads convolve upsampled maps at low resolution (inference; same answers)")
     p.add_argument("--train", action="store_true", help="time a full training step instead of inference")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default 3)")
     p.add_argument("--iters", type=int, default=10, help="timed iterations (default 10)")
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     size = args.size or (int(preset.data.crop_size[0]), int(preset.data.crop_size[1]))
     settings = BenchmarkSettings(size=size, batch=args.batch, device=args.device, dtype=args.dtype,
                                  channels_last=args.channels_last, compile=args.compile, fuse_bn=args.fuse_bn,
-                                 train=args.train, warmup=args.warmup, iters=args.iters)
+                                 low_res_heads=args.low_res_heads, train=args.train, warmup=args.warmup, iters=args.iters)
     result = run_benchmark(preset, settings, progress=not args.json)
     print(json.dumps(asdict(result), indent=2) if args.json else format_result(result))
     return 0

@@ -130,9 +130,27 @@ class InferenceModel(nn.Module):
         return {key: value.float().contiguous() for key, value in result.items()}
 
 
+def low_res_heads_pay_off(device: torch.device, dtype: str, matmul_tf32: bool | None = None,
+                          conv_tf32: bool | None = None) -> bool:
+    """Whether the low-resolution head convolutions are faster here (measured: docs/benchmarks.md).
+
+    Always on the CPU and in reduced precision. On a GPU in fp32 they trade TF32 convolutions for
+    matrix products that PyTorch runs in full fp32 unless `torch.backends.cuda.matmul.allow_tf32`,
+    which made UPerNet slower on an H100; so there they follow that setting. The TF32 flags
+    default to PyTorch's current ones.
+    """
+    if device.type != "cuda" or dtype != "fp32":
+        return True
+    if matmul_tf32 is None:
+        matmul_tf32 = bool(torch.backends.cuda.matmul.allow_tf32)
+    if conv_tf32 is None:
+        conv_tf32 = bool(torch.backends.cudnn.allow_tf32)
+    return matmul_tf32 or not conv_tf32
+
+
 def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: bool = False,
                           fuse_bn: bool = False, compile: bool | str = False, copy_model: bool = False,
-                          low_res_heads: bool = True) -> InferenceModel:
+                          low_res_heads: bool | None = None) -> InferenceModel:
     """The fast inference path: eval mode, optional BN folding, channels_last, autocast, compile,
     and (`low_res_heads`) the heads' 3x3 convolutions of upsampled maps computed at low resolution.
 
@@ -140,6 +158,7 @@ def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: 
     memory format) unless `copy_model`, which leaves the caller's model as it was. Outputs are
     float32 logits in a dict, as the model's: fp32 options change them by rounding only, bf16 and
     fp16 by reduced precision. `compile` is True (inductor) or a `torch.compile` backend name.
+    `low_res_heads` None chooses by `low_res_heads_pay_off` for the model's device.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -148,6 +167,10 @@ def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: 
     model.eval()
     if fuse_bn:
         fuse_batchnorm(model)
+    if low_res_heads is None:
+        parameter = next(model.parameters(), None)
+        low_res_heads = low_res_heads_pay_off(parameter.device if parameter is not None else torch.device("cpu"),
+                                              dtype)
     if low_res_heads:
         convolve_upsampled_at_low_resolution(model)
     if channels_last:
