@@ -81,6 +81,10 @@ def convert_sync_bn(model: nn.Module, info: DistInfo) -> nn.Module:
     """
     if not info.distributed:
         return model
+    if info.device.type == "cpu":  # torch's SyncBatchNorm refuses CPU tensors; gloo runs use ours
+        from sceneparse.engine.sync_batchnorm import convert_process_group_bn
+
+        return convert_process_group_bn(model)
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 

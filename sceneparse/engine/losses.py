@@ -3,12 +3,16 @@
     loss = CE(out, label) + aux_weight * CE(aux, label)      (aux_weight 0.4 in every published recipe)
 
 Pixels labelled `ignore_index` (255) contribute nothing; the mean is over the labelled pixels
-(torch's `cross_entropy(..., ignore_index)`, as torchvision's reference and sssegmentation).
+(torch's `cross_entropy(..., ignore_index)`, as torchvision's reference and sssegmentation) of the
+global batch: with several processes the pixel counts are summed over them, so the gradient is the
+one a single process holding the whole batch would compute.
 Options: per-class weights on both heads, and online hard example mining (OHEM) on the decode
 head as mmsegmentation's OHEMPixelSampler: keep the pixels whose probability of the true class
 is below `thresh`, and at least `min_kept` pixels per image (the hardest ones).
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,14 +21,30 @@ from torch import nn
 from sceneparse.config.schema import TrainConfig
 from sceneparse.errors import ConfigError
 
+# (local counts) -> (counts summed over processes, number of processes)
+CountReducer = Callable[[torch.Tensor], tuple[torch.Tensor, int]]
+
 
 def cross_entropy(logits: torch.Tensor, label: torch.Tensor, ignore_index: int,
                   weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over the labelled pixels (0 when a batch has none, instead of NaN)."""
+    total, denominator = cross_entropy_sum(logits, label, ignore_index, weight)
+    return total / denominator.clamp(min=1e-12)
+
+
+def cross_entropy_sum(logits: torch.Tensor, label: torch.Tensor, ignore_index: int,
+                      weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of the pixel losses, sum of their weights): the mean's parts, so several processes can
+    divide by the count of the whole global batch, as one process holding it would."""
     logits = logits.float()  # autocast may hand us bf16/fp16 logits; the loss is summed in float32
-    if not bool((label != ignore_index).any()):
-        return logits.sum() * 0.0  # keeps the graph, so DDP still sees gradients for every parameter
-    return F.cross_entropy(logits, label, weight=weight, ignore_index=ignore_index)
+    pixel = F.cross_entropy(logits, label, weight=weight, ignore_index=ignore_index, reduction="none")
+    valid = label != ignore_index
+    if weight is None:
+        denominator = valid.sum().to(pixel.dtype)
+    else:
+        safe_label = torch.where(valid, label, torch.zeros_like(label))
+        denominator = (weight[safe_label] * valid).sum()
+    return pixel.sum(), denominator.detach()  # ignored pixels are 0 and still carry the graph (DDP)
 
 
 @torch.no_grad()
@@ -63,18 +83,35 @@ class SegmentationLoss(nn.Module):
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weight, persistent=False)
 
-    def decode_loss(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    def decode_loss(self, logits: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "ohem":
             keep = ohem_mask(logits, label, self.ignore_index, self.ohem_thresh, self.ohem_min_kept)
             label = torch.where(keep, label, torch.full_like(label, self.ignore_index))
-        return cross_entropy(logits, label, self.ignore_index, self.class_weights)
+        return cross_entropy_sum(logits, label, self.ignore_index, self.class_weights)
 
-    def forward(self, outputs: dict[str, torch.Tensor], label: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{"loss": total, "loss_decode": ..., "loss_aux": ... (when the model has an aux head)}."""
-        parts = {"loss_decode": self.decode_loss(outputs["out"], label)}
-        total = parts["loss_decode"]
+    def forward(self, outputs: dict[str, torch.Tensor], label: torch.Tensor,
+                reduce_counts: CountReducer | None = None) -> dict[str, torch.Tensor]:
+        """{"loss": total, "loss_decode": ..., "loss_aux": ... (when the model has an aux head)}.
+
+        Each term is (sum of pixel losses) / (labelled pixels of the global batch). `reduce_counts`
+        sums the local counts over processes and returns (summed counts, number of processes); the
+        loss is then scaled by the number of processes, so that DDP's gradient average equals the
+        gradient of the global-batch mean (1 process with batch 2B == 2 processes with batch B).
+        """
+        sums, counts, names = [], [], []
+        total_d, count_d = self.decode_loss(outputs["out"], label)
+        sums.append(total_d), counts.append(count_d), names.append("loss_decode")
         if "aux" in outputs:
-            parts["loss_aux"] = cross_entropy(outputs["aux"], label, self.ignore_index, self.class_weights)
+            total_a, count_a = cross_entropy_sum(outputs["aux"], label, self.ignore_index, self.class_weights)
+            sums.append(total_a), counts.append(count_a), names.append("loss_aux")
+        count_tensor = torch.stack(counts)
+        world = 1
+        if reduce_counts is not None:
+            count_tensor, world = reduce_counts(count_tensor)
+        parts = {name: world * part / count.clamp(min=1e-12)
+                 for name, part, count in zip(names, sums, count_tensor, strict=True)}
+        total = parts["loss_decode"]
+        if "loss_aux" in parts:
             total = total + self.aux_weight * parts["loss_aux"]
         return {"loss": total, **parts}
 

@@ -1,0 +1,57 @@
+"""`sceneparse train PRESET --data-root DIR --work-dir DIR`: train a preset as its published recipe did.
+
+One process: `sceneparse train ...`. Several GPUs or machines: `torchrun --nproc-per-node 4 -m
+sceneparse train ...` (add `--nnodes/--rdzv-*` across machines); `train.batch_size` is the total over
+all processes. `--resume` continues from the work dir's latest checkpoint, exactly.
+"""
+from __future__ import annotations
+
+import argparse
+
+from sceneparse.config import load_preset
+from sceneparse.engine.trainer import TrainOptions, train
+
+EPILOG = """examples:
+  sceneparse train pspnet_r50-d8_512x1024_40k_cityscapes --data-root data/cityscapes --work-dir runs/psp \\
+      --pretrained resnet50_v1c.pth
+  torchrun --nproc-per-node 4 -m sceneparse train upernet_r50_4xb4-80k_ade20k-512x512 \\
+      --data-root data/ade --work-dir runs/uper --set train.amp=bf16
+  sceneparse train runs/psp/config.toml --work-dir runs/psp --resume     # after a stop or a crash
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a preset (single process or torchrun), with exact resume",
+        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("preset", help="preset name or a .toml file")
+    p.add_argument("--data-root", default="", help="dataset root (default: the preset's data.root)")
+    p.add_argument("--work-dir", required=True, help="checkpoints, log.jsonl, config.toml and curves go here")
+    p.add_argument("--resume", action="store_true", help="continue from the work dir's latest checkpoint")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (torchrun: each process's GPU)")
+    p.add_argument("--pretrained", default="", metavar="PATH",
+                   help="ImageNet backbone weights (torchvision, timm or mmseg V1c file; train.pretrained)")
+    p.add_argument("--workers", type=int, help="data loading workers per process (default: data.num_workers)")
+    p.add_argument("--stop-at", type=int, metavar="ITER",
+                   help="save and stop after this iteration (the LR schedule still runs to the end on --resume)")
+    p.add_argument("--no-validate", action="store_true", help="skip the periodic validation")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    preset = load_preset(args.preset, args.set)
+    options = TrainOptions(
+        work_dir=args.work_dir,
+        data_root=args.data_root,
+        resume=args.resume,
+        device=args.device,
+        pretrained=args.pretrained,
+        num_workers=args.workers,
+        stop_at=args.stop_at,
+        validate=not args.no_validate,
+    )
+    result = train(preset, options)
+    if result.stopped_by in ("SIGTERM", "SIGINT", "signal"):
+        return 128 + 15 if result.stopped_by == "SIGTERM" else 130
+    return 0

@@ -1,0 +1,415 @@
+"""`sceneparse train` as a function: one readable loop, on one process or under torchrun.
+
+    for iteration in range(start, max_iters):
+        batch  -> forward (autocast) -> loss (CE + 0.4 aux, global-batch mean) -> backward (grad scaler)
+        check the loss (NaN/inf stops the run) and the stop flag (SIGTERM/SIGINT), summed over processes
+        optimizer step -> poly LR step -> log -> validate / checkpoint at their intervals
+
+Everything that decides the result is a function of the config and the iteration: the data order
+and augmentation (seed, epoch, index), the LR (iteration), and the model's own randomness
+(dropout: torch's generators, saved per process in every checkpoint). So a run resumed from its
+checkpoint at iteration k reaches bit-for-bit the weights an uninterrupted run has at iteration n
+(on CPU, or on GPU with `train.deterministic = true`).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from sceneparse.config.loader import dumps_toml, to_dict
+from sceneparse.config.schema import Preset
+from sceneparse.convert.common import load_state_strict
+from sceneparse.data.dataset import SegmentationDataset, build_dataset
+from sceneparse.data.loader import build_dataloader
+from sceneparse.distributed import (
+    DistInfo,
+    all_gather_object,
+    all_reduce_sum,
+    barrier,
+    cleanup_distributed,
+    convert_sync_bn,
+    init_distributed,
+)
+from sceneparse.engine.checkpoint import (
+    CheckpointFiles,
+    latest_checkpoint,
+    load_checkpoint,
+    read_manifest,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from sceneparse.engine.losses import SegmentationLoss, build_criterion
+from sceneparse.engine.optimizer import build_optimizer
+from sceneparse.engine.pretrained import load_pretrained_backbone
+from sceneparse.engine.reproducibility import configure_determinism, rng_state, seed_everything, set_rng_state
+from sceneparse.engine.run_log import RunLog, truncate_log
+from sceneparse.engine.schedule import PolyLR
+from sceneparse.engine.stop import StopFlag
+from sceneparse.engine.train_data import batches_per_epoch, build_train_loader, per_process_batch
+from sceneparse.errors import CheckpointError, ConfigError, SceneparseError
+from sceneparse.evaluation.evaluate import evaluate
+from sceneparse.evaluation.metrics import compute_metrics
+from sceneparse.models.inference import InferenceSettings
+from sceneparse.weights import atomic_write
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.toml"
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingDiverged(SceneparseError):
+    """The loss became NaN or infinite; the work dir keeps the last good checkpoint."""
+
+
+@dataclass
+class TrainOptions:
+    """What `sceneparse train` was asked to do; the preset supplies the recipe."""
+
+    work_dir: str
+    data_root: str = ""  # overrides data.root
+    resume: bool = False  # continue from the work dir's latest checkpoint
+    device: str = "auto"
+    pretrained: str = ""  # overrides train.pretrained
+    num_workers: int | None = None  # None = the preset's data.num_workers
+    stop_at: int | None = None  # save and stop after this iteration (the schedule still ends at max_iters)
+    validate: bool = True  # validate at the preset's eval_interval and at the end
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class TrainResult:
+    iteration: int  # iterations completed
+    max_iters: int
+    stopped_by: str  # "finished", "stop_at", "SIGTERM", "SIGINT"
+    metrics: dict[str, Any] = field(default_factory=dict)  # the last validation
+    checkpoint: CheckpointFiles | None = None  # the last one written
+
+
+@dataclass
+class _Run:
+    """The objects of one training run, built once."""
+
+    cfg: Preset
+    info: DistInfo
+    work_dir: Path
+    train_set: SegmentationDataset
+    val_set: SegmentationDataset | None
+    loader: torch.utils.data.DataLoader
+    net: nn.Module  # the model itself (what is saved)
+    model: nn.Module  # what is called: DDP-wrapped when distributed
+    criterion: SegmentationLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: PolyLR
+    scaler: torch.amp.GradScaler | None
+    iters_per_epoch: int
+    max_iters: int
+    eval_every: int
+    checkpoint_every: int
+    best: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_config(preset: Preset, options: TrainOptions) -> Preset:
+    """The preset with the command line's data root and pretrained file applied."""
+    data = dataclasses.replace(preset.data, root=options.data_root or preset.data.root)
+    train = dataclasses.replace(preset.train, pretrained=options.pretrained or preset.train.pretrained)
+    if train.amp not in ("none", *AMP_DTYPES):
+        raise ConfigError(f"train.amp = {train.amp!r}: expected none, bf16 or fp16")
+    return dataclasses.replace(preset, data=data, train=train)
+
+
+def _count_reducer(info: DistInfo):  # noqa: ANN202 - a CountReducer
+    def reduce(counts: torch.Tensor) -> tuple[torch.Tensor, int]:
+        return all_reduce_sum(counts.clone()), info.world_size
+
+    return reduce
+
+
+def _build(cfg: Preset, options: TrainOptions, info: DistInfo) -> _Run:
+    t = cfg.train
+    seed_everything(t.seed)
+    configure_determinism(t.deterministic)
+    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)  # refuses impossible labels
+    if cfg.model.num_classes != train_set.info.num_classes:
+        raise ConfigError(f"model.num_classes = {cfg.model.num_classes} but {train_set.info.name} has "
+                          f"{train_set.info.num_classes} classes; set model.num_classes={train_set.info.num_classes}")
+    val_set = None
+    if options.validate and t.eval_interval > 0:
+        val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
+    workers = cfg.data.num_workers if options.num_workers is None else options.num_workers
+    loader = build_train_loader(train_set, per_process_batch(t.batch_size, info), workers, t.seed, info)
+    iters_per_epoch = batches_per_epoch(loader)
+    epoch_based = t.max_epochs > 0
+    max_iters = t.max_epochs * iters_per_epoch if epoch_based else t.max_iters
+    unit = iters_per_epoch if epoch_based else 1
+
+    from sceneparse.api import build_model
+
+    net = build_model(cfg)
+    if t.pretrained:
+        load_pretrained_backbone(net.backbone, t.pretrained, t.pretrained_format)
+    net = convert_sync_bn(net, info).to(info.device)
+    if t.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(net, t)
+    scheduler = PolyLR(optimizer, max_iters, t.lr_power, t.min_lr, t.warmup_iters, t.warmup_ratio)
+    scaler = torch.amp.GradScaler(info.device.type) if t.amp == "fp16" else None
+    criterion = build_criterion(t, cfg.model.num_classes, cfg.data.ignore_index,
+                                cfg.model.aux_head.loss_weight).to(info.device)
+    return _Run(cfg, info, Path(options.work_dir), train_set, val_set, loader, net, net, criterion, optimizer,
+                scheduler, scaler, iters_per_epoch, max_iters, t.eval_interval * unit, t.checkpoint_interval * unit)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _restore(run: _Run, files: CheckpointFiles) -> int:
+    """Load a checkpoint into the run; returns the iteration it was taken at."""
+    weights, state, _ = load_checkpoint(files.weights)
+    load_state_strict(run.net, weights, str(files.weights))
+    saved, current = _flatten(state.get("config", {})), _flatten(to_dict(run.cfg))
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if changed and run.info.is_main:
+        log.warning("resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed))
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    run.best = state.get("best")
+    run.metrics = state.get("metrics") or {}
+    states = state["rng"]
+    if len(states) != run.info.world_size and run.info.is_main:
+        log.warning("the checkpoint was written by %d process(es), this run has %d: the resume is not exact",
+                    len(states), run.info.world_size)
+    set_rng_state(states[run.info.rank % len(states)])
+    return int(state["iteration"])
+
+
+def _save(run: _Run, iteration: int, best: dict[str, Any] | None) -> CheckpointFiles | None:
+    """Every process hands over its RNG states; rank 0 writes the checkpoint."""
+    rngs = all_gather_object(rng_state(), run.info)
+    files = None
+    if best is not None:  # on every rank: they all decide alike when to save
+        run.best = {"iteration": iteration, **best}
+    if run.info.is_main:
+        state = {
+            "iteration": iteration,
+            "epoch": iteration // run.iters_per_epoch,
+            "max_iters": run.max_iters,
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler is not None else {},
+            "rng": rngs,
+            "config": to_dict(run.cfg),
+            "metrics": run.metrics,
+            "best": run.best,
+        }
+        metadata = {"preset": run.cfg.name, "model": run.cfg.model.name, "iteration": iteration}
+        files = save_checkpoint(run.work_dir, iteration, run.net.state_dict(), state, metadata,
+                                run.cfg.train.keep_checkpoints, best)
+        log.info("saved checkpoint %s", files.weights)
+    barrier(run.info)
+    return files
+
+
+def _validate(run: _Run, iteration: int, progress: bool) -> dict[str, Any]:
+    assert run.val_set is not None
+    cfg = run.cfg
+    loader = build_dataloader(run.val_set, 1, train=False, num_workers=0, seed=cfg.train.seed,
+                              distributed=run.info.distributed)
+    settings = InferenceSettings.from_config(cfg.test)
+    matrix = evaluate(run.model, loader, cfg.model.num_classes, cfg.data.ignore_index, settings, run.info.device,
+                      progress=progress and run.info.is_main, reduce=True)
+    metrics = compute_metrics(matrix.matrix, run.val_set.info.classes)
+    metrics["iteration"] = iteration
+    return metrics
+
+
+def _autocast(run: _Run) -> contextlib.AbstractContextManager:
+    amp = run.cfg.train.amp
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(run.info.device.type, dtype=AMP_DTYPES[amp])
+
+
+def _write_config(cfg: Preset, work_dir: Path) -> None:
+    text = dumps_toml(to_dict(cfg))
+    atomic_write(work_dir / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _start_iteration(run: _Run, options: TrainOptions) -> int:
+    """0 for a fresh run; the latest checkpoint's iteration with --resume."""
+    manifest = read_manifest(run.work_dir)
+    latest = latest_checkpoint(run.work_dir)
+    if latest is None:
+        if options.resume and run.info.is_main:
+            log.info("--resume: no checkpoint in %s yet, starting from iteration 0", run.work_dir)
+        return 0
+    if not options.resume:
+        raise CheckpointError(f"{run.work_dir} already holds checkpoints (latest {manifest['latest']}); pass "
+                              "--resume to continue that run, or choose another --work-dir")
+    iteration = _restore(run, latest)
+    if run.info.is_main:
+        log.info("resumed from %s at iteration %d", latest.weights, iteration)
+    return iteration
+
+
+def train(preset: Preset, options: TrainOptions) -> TrainResult:
+    """Train `preset` into `options.work_dir`; joins the torchrun process group when WORLD_SIZE > 1."""
+    joined_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    info = init_distributed(options.device)
+    try:
+        return _train(resolve_config(preset, options), options, info)
+    finally:
+        if joined_here:
+            cleanup_distributed()
+
+
+def _train(cfg: Preset, options: TrainOptions, info: DistInfo) -> TrainResult:
+    work_dir = Path(options.work_dir)
+    if info.is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        removed = remove_stale_temporaries(work_dir)
+        if removed:
+            log.info("removed %d temporary file(s) of an interrupted save", removed)
+    barrier(info)
+    run = _build(cfg, options, info)
+    start = _start_iteration(run, options)
+    if info.distributed:
+        run.model = DistributedDataParallel(run.net, device_ids=[info.device] if info.device.type == "cuda" else None)
+    run_log = None
+    if info.is_main:
+        _write_config(cfg, work_dir)
+        truncate_log(work_dir, start)
+        run_log = RunLog(work_dir, options.tensorboard)
+        log.info("training %s on %s (%d images) for %d iterations (%d per epoch), batch %d over %d process(es), %s",
+                 cfg.name, run.train_set.info.name, len(run.train_set), run.max_iters, run.iters_per_epoch,
+                 cfg.train.batch_size, info.world_size, info.device)
+    try:
+        return _loop(run, options, start, run_log)
+    finally:
+        if run_log is not None:
+            run_log.close()
+
+
+def _loop(run: _Run, options: TrainOptions, start: int, run_log: RunLog | None) -> TrainResult:
+    cfg, info, t = run.cfg, run.info, run.cfg.train
+    reduce_counts = _count_reducer(info)
+    end = run.max_iters if options.stop_at is None else min(run.max_iters, options.stop_at)
+    result = TrainResult(start, run.max_iters, "finished", run.metrics)
+    sums = torch.zeros(3, dtype=torch.float64)  # loss, decode, aux since the last log line
+    logged, tick = 0, time.perf_counter()
+    bar = tqdm(total=run.max_iters, initial=start, desc="train", unit="it", dynamic_ncols=True,
+               disable=not (options.progress and info.is_main))
+    data_iter = None
+    run.net.train()
+    with StopFlag() as stop, bar:
+        for it in range(start, end):
+            epoch, position = divmod(it, run.iters_per_epoch)
+            if data_iter is None or position == 0:
+                run.loader.sampler.set_epoch(epoch, skip=position * int(run.loader.batch_size or 1))
+                data_iter = iter(run.loader)
+            batch = next(data_iter)
+            image = batch["image"].to(info.device, non_blocking=True)
+            label = batch["label"].to(info.device, non_blocking=True)
+            if t.channels_last:
+                image = image.contiguous(memory_format=torch.channels_last)
+
+            with _autocast(run):
+                outputs = run.model(image)
+            losses = run.criterion(outputs, label, reduce_counts)
+            run.optimizer.zero_grad(set_to_none=True)
+            if run.scaler is not None:
+                run.scaler.scale(losses["loss"]).backward()
+            else:
+                losses["loss"].backward()
+
+            # One all-reduce per step: the global losses (for the log and the NaN check) and the stop flag.
+            shared = torch.stack([losses["loss"].detach().double(), losses["loss_decode"].detach().double(),
+                                  losses.get("loss_aux", torch.zeros(())).detach().double().to(info.device),
+                                  torch.tensor(float(stop.requested), dtype=torch.float64, device=info.device)])
+            shared = all_reduce_sum(shared.to(info.device)).cpu()
+            shared[:3] /= info.world_size  # each rank's term is scaled by the world size (see SegmentationLoss)
+            iteration = it + 1
+            if not math.isfinite(float(shared[0])):
+                last = latest_checkpoint(run.work_dir)
+                where = f"the last good checkpoint is {last.weights}" if last else "no checkpoint was written yet"
+                raise TrainingDiverged(
+                    f"the loss is {float(shared[0])} at iteration {iteration}: the run stopped without updating "
+                    f"the weights; {where} (lower train.lr, set train.grad_clip, or check the data)")
+
+            if t.grad_clip > 0:
+                if run.scaler is not None:
+                    run.scaler.unscale_(run.optimizer)
+                nn.utils.clip_grad_norm_(run.net.parameters(), t.grad_clip)
+            if run.scaler is not None:
+                run.scaler.step(run.optimizer)
+                run.scaler.update()
+            else:
+                run.optimizer.step()
+            lr = run.optimizer.param_groups[0]["lr"]
+            run.scheduler.step()
+
+            sums += shared[:3]
+            logged += 1
+            bar.update(1)
+            if info.is_main and (iteration % max(t.log_interval, 1) == 0 or iteration == end):
+                now = time.perf_counter()
+                record = {"iteration": iteration, "epoch": epoch, "loss": float(sums[0] / logged),
+                          "loss_decode": float(sums[1] / logged), "lr": lr,
+                          "sec_per_iter": (now - tick) / logged}
+                if "loss_aux" in losses:
+                    record["loss_aux"] = float(sums[2] / logged)
+                assert run_log is not None
+                run_log.write(record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}")
+                sums.zero_()
+                logged, tick = 0, now
+
+            stopping = bool(shared[3] > 0) or iteration == end
+            best = None
+            if run.val_set is not None and (iteration % run.eval_every == 0 or iteration == run.max_iters):
+                run.metrics = _validate(run, iteration, options.progress)
+                result.metrics = run.metrics
+                if info.is_main:
+                    assert run_log is not None
+                    run_log.write({"iteration": iteration, "split": cfg.data.val_split, "mIoU": run.metrics["mIoU"],
+                                   "aAcc": run.metrics["aAcc"], "mAcc": run.metrics["mAcc"]}, prefix="val")
+                    log.info("iteration %d: %s mIoU %.4f", iteration, cfg.data.val_split, run.metrics["mIoU"] or 0)
+                value = run.metrics["mIoU"]
+                if value is not None and (run.best is None or value > run.best["value"]):
+                    best = {"metric": "mIoU", "value": value}
+            if best is not None or stopping or iteration % run.checkpoint_every == 0:
+                result.checkpoint = _save(run, iteration, best) or result.checkpoint
+            result.iteration = iteration
+            if stopping:
+                if shared[3] > 0:
+                    result.stopped_by = stop.signal_name or "signal"
+                    if info.is_main:
+                        log.warning("stopped by %s at iteration %d; continue with --resume", result.stopped_by,
+                                    iteration)
+                elif iteration < run.max_iters:
+                    result.stopped_by = "stop_at"
+                break
+    return result
