@@ -121,3 +121,19 @@ def test_cli_refuses_weights_that_do_not_fit(tmp_path: Path, capsys: pytest.Capt
     assert status == 1
     assert "other.safetensors" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_segmenter_runs_an_export_with_the_preset_pipeline(tmp_path: Path) -> None:
+    """`sceneparse infer --onnx` goes through `Segmenter.from_onnx`: same labels as the PyTorch model."""
+    from sceneparse.api import build_model
+    from sceneparse.config import load_preset
+    from sceneparse.segmenter import Segmenter
+
+    preset = load_preset("pspnet_r50-d8_512x1024_40k_cityscapes", TINY_SETTINGS + ["data.scale=[128,64]"])
+    model = build_model(preset).eval()
+    path = export_onnx(model, tmp_path / "seg.onnx", size=(64, 128), dynamic=True)
+    image = np.random.default_rng(0).integers(0, 256, (75, 150, 3), dtype=np.uint8)
+    from_onnx = Segmenter.from_onnx(path, preset).predict_proba(image)
+    from_torch = Segmenter(model, preset).predict_proba(image)
+    assert from_onnx.shape == (5, 75, 150)
+    assert relative_l2(from_onnx, from_torch) < 1e-4
