@@ -36,7 +36,8 @@ def cross_entropy_sum(logits: torch.Tensor, label: torch.Tensor, ignore_index: i
                       weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of the pixel losses, sum of their weights): the mean's parts, so several processes can
     divide by the count of the whole global batch, as one process holding it would."""
-    logits = logits.float()  # autocast may hand us bf16/fp16 logits; the loss is summed in float32
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # autocast hands over half-precision logits; the loss is summed in float32
     pixel = F.cross_entropy(logits, label, weight=weight, ignore_index=ignore_index, reduction="none")
     valid = label != ignore_index
     if weight is None:

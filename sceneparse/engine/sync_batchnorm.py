@@ -10,8 +10,27 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import nn
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes, differentiable: the gradient of a sum is the sum of the gradients."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, tensor: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
+def all_reduce_sum_differentiable(tensor: torch.Tensor) -> torch.Tensor:
+    return _AllReduceSum.apply(tensor)
 
 
 def _world_size() -> int:
@@ -25,17 +44,18 @@ class ProcessGroupBatchNorm(nn.BatchNorm2d):
         if not self.training or _world_size() == 1:
             return super().forward(x)
         dtype = x.dtype
-        x = x.float()  # statistics in float32 even under bf16/fp16 autocast
+        if dtype in (torch.float16, torch.bfloat16):
+            x = x.float()  # statistics in float32 under autocast
         channels = x.shape[1]
         dims = [d for d in range(x.dim()) if d != 1]
         count = torch.tensor([x.numel() // channels], dtype=x.dtype, device=x.device)
         local = torch.cat([x.sum(dim=dims), count])
-        total = dist_fn.all_reduce(local)
+        total = all_reduce_sum_differentiable(local)
         n = total[-1]
         mean = total[:channels] / n
         shape = [1, channels] + [1] * (x.dim() - 2)
         centred = x - mean.view(shape)
-        var = dist_fn.all_reduce((centred * centred).sum(dim=dims)) / n  # biased, as BN normalises
+        var = all_reduce_sum_differentiable((centred * centred).sum(dim=dims)) / n  # biased, as BN normalises
         out = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)

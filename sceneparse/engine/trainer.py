@@ -87,6 +87,9 @@ class TrainOptions:
     validate: bool = True  # validate at the preset's eval_interval and at the end
     progress: bool = True
     tensorboard: bool = True
+    # Parameter and input dtype. float64 removes rounding noise when checking numerics (the
+    # distributed-equivalence test); mixed precision is train.amp.
+    dtype: torch.dtype = torch.float32
 
 
 @dataclass
@@ -161,7 +164,7 @@ def _build(cfg: Preset, options: TrainOptions, info: DistInfo) -> _Run:
     net = build_model(cfg)
     if t.pretrained:
         load_pretrained_backbone(net.backbone, t.pretrained, t.pretrained_format)
-    net = convert_sync_bn(net, info).to(info.device)
+    net = convert_sync_bn(net, info).to(info.device, options.dtype)
     if t.channels_last:
         net = net.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(net, t)
@@ -233,11 +236,28 @@ def _save(run: _Run, iteration: int, best: dict[str, Any] | None) -> CheckpointF
     return files
 
 
-def _validate(run: _Run, iteration: int, progress: bool) -> dict[str, Any]:
+class _CastImages:
+    """A loader whose images come in the model's dtype (for a float64 run)."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader, dtype: torch.dtype) -> None:
+        self.loader, self.dtype = loader, dtype
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):  # noqa: ANN204 - yields batch dicts
+        for batch in self.loader:
+            yield {**batch, "image": batch["image"].to(self.dtype)}
+
+
+def _validate(run: _Run, iteration: int, options: TrainOptions) -> dict[str, Any]:
     assert run.val_set is not None
     cfg = run.cfg
-    loader = build_dataloader(run.val_set, 1, train=False, num_workers=0, seed=cfg.train.seed,
-                              distributed=run.info.distributed)
+    loader: Any = build_dataloader(run.val_set, 1, train=False, num_workers=0, seed=cfg.train.seed,
+                                   distributed=run.info.distributed)
+    if options.dtype != torch.float32:
+        loader = _CastImages(loader, options.dtype)
+    progress = options.progress
     settings = InferenceSettings.from_config(cfg.test)
     matrix = evaluate(run.model, loader, cfg.model.num_classes, cfg.data.ignore_index, settings, run.info.device,
                       progress=progress and run.info.is_main, reduce=True)
@@ -331,7 +351,7 @@ def _loop(run: _Run, options: TrainOptions, start: int, run_log: RunLog | None) 
                 run.loader.sampler.set_epoch(epoch, skip=position * int(run.loader.batch_size or 1))
                 data_iter = iter(run.loader)
             batch = next(data_iter)
-            image = batch["image"].to(info.device, non_blocking=True)
+            image = batch["image"].to(info.device, options.dtype, non_blocking=True)
             label = batch["label"].to(info.device, non_blocking=True)
             if t.channels_last:
                 image = image.contiguous(memory_format=torch.channels_last)
@@ -390,7 +410,7 @@ def _loop(run: _Run, options: TrainOptions, start: int, run_log: RunLog | None) 
             stopping = bool(shared[3] > 0) or iteration == end
             best = None
             if run.val_set is not None and (iteration % run.eval_every == 0 or iteration == run.max_iters):
-                run.metrics = _validate(run, iteration, options.progress)
+                run.metrics = _validate(run, iteration, options)
                 result.metrics = run.metrics
                 if info.is_main:
                     assert run_log is not None
