@@ -188,3 +188,12 @@ def test_low_res_heads_default_follows_the_device_and_precision() -> None:
     assert low_res_heads_pay_off(torch.device("cuda"), "fp32", matmul_tf32=False, conv_tf32=False)
     fast = prepare_for_inference(build_segmentor(tiny_config("upernet")))  # CPU: on by default
     assert type(fast.model.decode_head).__name__ == "FastUPerHead"
+
+
+def test_emulated_bf16_on_the_cpu_is_announced(caplog: pytest.LogCaptureFixture) -> None:
+    from sceneparse.models.fuse import native_reduced_precision_cpu
+
+    with caplog.at_level("WARNING", logger="sceneparse.models.fuse"):
+        prepare_for_inference(build_segmentor(tiny_config("pspnet")), dtype="bf16")
+    warned = any("emulated" in record.getMessage() for record in caplog.records)
+    assert warned == (not native_reduced_precision_cpu("bf16"))

@@ -1,22 +1,27 @@
-"""Faster inference with the same answers: BatchNorm folded into convolutions, channels_last,
-reduced-precision autocast and `torch.compile`, all behind one function, `prepare_for_inference`.
+"""Faster inference with the same answers: BatchNorm folded into convolutions, the heads'
+convolutions of upsampled maps done at low resolution, channels_last, reduced-precision autocast and
+`torch.compile`, all behind one function, `prepare_for_inference`.
 
 Folding happens on a model whose weights are already loaded: the module tree (and so every weight
 name) is untouched until then. Each folded BatchNorm becomes an `nn.Identity` and its convolution
 gains the bias, so the folded model computes `conv(x) * scale + shift` in one pass instead of two.
 
     from sceneparse.models.fuse import prepare_for_inference
-    fast = prepare_for_inference(model, dtype="bf16", channels_last=True, fuse_bn=True)
+    fast = prepare_for_inference(model, fuse_bn=True)                # CPU, or GPU fp32
+    fast = prepare_for_inference(model, dtype="fp16", fuse_bn=True)   # GPU
     logits = fast(batch)["out"]        # float32 logits, like the model's own
 
-The PSP and UPer heads are also switched to forms that convolve upsampled maps at their own,
+The PSP, UPer and PSA heads are also switched to forms that convolve upsampled maps at their own,
 lower resolution (`convolve_upsampled_at_low_resolution`, below): the same sums in another order.
+Which options pay off where is measured in docs/benchmarks.md (channels_last did not, on either
+machine measured; bf16 on a CPU without native bf16 is far slower than fp32).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import functools
+import logging
 import re
 from collections.abc import Iterator
 
@@ -28,6 +33,8 @@ from sceneparse.models.layers import resize
 from sceneparse.models.ppm import PyramidPooling
 from sceneparse.models.psa_head import PSAHead
 from sceneparse.models.uper_head import UPerHead
+
+log = logging.getLogger(__name__)
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -130,6 +137,15 @@ class InferenceModel(nn.Module):
         return {key: value.float().contiguous() for key, value in result.items()}
 
 
+def native_reduced_precision_cpu(dtype: str) -> bool:
+    """Whether oneDNN has native kernels for `dtype` ("bf16" / "fp16") on this CPU."""
+    if dtype == "bf16":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if dtype == "fp16":
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    return True
+
+
 def low_res_heads_pay_off(device: torch.device, dtype: str, matmul_tf32: bool | None = None,
                           conv_tf32: bool | None = None) -> bool:
     """Whether the low-resolution head convolutions are faster here (measured: docs/benchmarks.md).
@@ -167,10 +183,13 @@ def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: 
     model.eval()
     if fuse_bn:
         fuse_batchnorm(model)
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    if device.type == "cpu" and dtype != "fp32" and not native_reduced_precision_cpu(dtype):
+        log.warning("%s on this CPU runs on an emulated path (no native %s kernels): expect it slower than fp32",
+                    dtype, dtype)
     if low_res_heads is None:
-        parameter = next(model.parameters(), None)
-        low_res_heads = low_res_heads_pay_off(parameter.device if parameter is not None else torch.device("cpu"),
-                                              dtype)
+        low_res_heads = low_res_heads_pay_off(device, dtype)
     if low_res_heads:
         convolve_upsampled_at_low_resolution(model)
     if channels_last:
