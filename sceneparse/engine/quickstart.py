@@ -86,12 +86,14 @@ def write_overlays(cfg: Preset, weights: Path, out_dir: Path, count: int) -> lis
     return paths
 
 
-def run_quickstart(out: str | Path, extra_overrides: list[str] | None = None, progress: bool = True) -> QuickstartResult:
+def run_quickstart(out: str | Path, extra_overrides: list[str] | None = None, progress: bool = True,
+                   images_per_split: int = SYNTH_IMAGES) -> QuickstartResult:
+    """All four steps into `out`; `extra_overrides` (KEY=VALUE) change the recipe."""
     out = Path(out).resolve()
     data_root = out / "voc"
     work_dir = out / "run"
     log.info("step 1/4: a synthetic dataset in the VOC2012 layout at %s", data_root)
-    synthesize("voc", data_root, n=SYNTH_IMAGES, size=SYNTH_SIZE, seed=0, workers=None, progress=progress)
+    synthesize("voc", data_root, n=images_per_split, size=SYNTH_SIZE, seed=0, workers=None, progress=progress)
 
     cfg = quickstart_preset([f"data.root={data_root}", *(extra_overrides or [])])
     log.info("step 2/4: training PSPNet R-18-D8 from scratch for %d iterations into %s", cfg.train.max_iters,

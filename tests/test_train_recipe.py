@@ -1,0 +1,93 @@
+"""The recipe's parts: global-batch loss, head LR, epoch schedules, AMP/OHEM/clipping options, ImageNet backbones."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from sceneparse.engine.checkpoint import load_checkpoint
+from sceneparse.engine.losses import SegmentationLoss
+from sceneparse.engine.pretrained import load_pretrained_backbone
+from sceneparse.engine.run_log import read_log
+from sceneparse.engine.trainer import TrainOptions, train
+from sceneparse.errors import CheckpointError
+from sceneparse.models.resnet import ResNet
+from tests.test_train_resume import make_voc, tiny_preset
+
+
+@pytest.fixture(scope="module")
+def voc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_voc(tmp_path_factory.mktemp("voc"))
+
+
+@pytest.mark.parametrize("kind", ["ce", "ohem"])
+def test_loss_over_two_shards_equals_the_loss_of_the_whole_batch(kind: str) -> None:
+    # What two processes compute (each its half, counts summed over both) averages to one process's loss,
+    # even when the halves hold different numbers of labelled pixels.
+    torch.manual_seed(0)
+    criterion = SegmentationLoss(5, kind=kind, class_weights=[1.0, 2.0, 0.5, 1.0, 3.0], ohem_min_kept=10)
+    logits = {"out": torch.randn(4, 5, 8, 8), "aux": torch.randn(4, 5, 8, 8)}
+    label = torch.randint(0, 5, (4, 8, 8))
+    label[2:, :5] = 255  # the second half has far fewer labelled pixels
+    whole = criterion(logits, label)
+    halves = [({k: v[:2] for k, v in logits.items()}, label[:2]), ({k: v[2:] for k, v in logits.items()}, label[2:])]
+    if kind == "ohem":  # OHEM keeps pixels per process; compare with the whole batch's own selection
+        criterion.ohem_min_kept = 0
+        criterion.ohem_thresh = 1.1  # keep every labelled pixel: the selection cannot differ
+        whole = criterion(logits, label)
+    counts = []
+    for _, part in halves:  # what each process contributes to the all-reduce: its weighted labelled pixels
+        weighted = (criterion.class_weights[part.clamp(max=4)] * (part != 255)).sum()
+        counts.append(torch.stack([weighted, weighted]))  # decode head, aux head
+    total_counts = counts[0] + counts[1]
+    per_process = [criterion(outputs, part, lambda _c: (total_counts, 2))["loss"] for outputs, part in halves]
+    averaged = (per_process[0] + per_process[1]) / 2  # what DDP's gradient average amounts to
+    assert torch.allclose(averaged, whole["loss"], rtol=1e-5)
+    assert not torch.allclose(criterion(*halves[0])["loss"], whole["loss"], rtol=1e-3)  # plain per-shard means differ
+
+
+def test_epoch_schedule_and_head_lr_multiplier(voc_root: Path, tmp_path: Path) -> None:
+    # 24 images, batch 4: 6 iterations per epoch, so 2 epochs are 12 iterations
+    cfg = tiny_preset("train.max_iters=0", "train.max_epochs=2", "train.head_lr_mult=10.0", "train.eval_interval=1",
+                      "train.checkpoint_interval=1", "train.warmup_iters=3", "train.warmup_ratio=0.1")
+    result = train(cfg, TrainOptions(work_dir=str(tmp_path), data_root=str(voc_root), progress=False))
+    assert result.max_iters == 12 and result.iteration == 12
+    records = read_log(tmp_path)
+    assert [r["iteration"] for r in records if "mIoU" in r] == [6, 12]  # eval_interval counts epochs here
+    lrs = [r["lr"] for r in records if "lr" in r]
+    assert lrs[0] < lrs[3] and lrs[3] > lrs[-1]  # warm-up, then poly decay
+    _, state, _ = load_checkpoint(tmp_path)
+    groups = {g["name"]: g for g in state["optimizer"]["param_groups"]}
+    assert groups["heads"]["initial_lr"] == pytest.approx(10 * groups["backbone"]["initial_lr"])
+
+
+def test_amp_channels_last_ohem_clipping_and_class_weights_train(voc_root: Path, tmp_path: Path) -> None:
+    weights = ",".join(["1.0"] * 20 + ["2.0"])
+    cfg = tiny_preset("train.max_iters=3", "train.eval_interval=3", "train.amp=bf16", "train.channels_last=true",
+                      "train.loss=ohem", "train.ohem_min_kept=500", "train.grad_clip=1.0",
+                      f"train.class_weights=[{weights}]")
+    result = train(cfg, TrainOptions(work_dir=str(tmp_path), data_root=str(voc_root), progress=False))
+    assert result.iteration == 3 and result.metrics["mIoU"] is not None
+    assert all(math.isfinite(r["loss"]) for r in read_log(tmp_path) if "loss" in r)
+    saved, _, _ = load_checkpoint(tmp_path)
+    assert all(v.dtype != torch.bfloat16 for v in saved.values())  # AMP keeps float32 master weights
+
+
+def test_imagenet_backbone_loads_strictly_and_names_the_stem(tmp_path: Path) -> None:
+    source = ResNet(depth=18, stem="b", base_channels=8)
+    state = {**source.state_dict(), "fc.weight": torch.zeros(10, 64), "fc.bias": torch.zeros(10)}
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}  # as torchvision files
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+
+    target = ResNet(depth=18, stem="b", base_channels=8)
+    assert load_pretrained_backbone(target, path) == "torchvision"
+    for key, value in source.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(target.state_dict()[key], value), key
+
+    deep_stem = ResNet(depth=18, stem="v1c", base_channels=8)
+    with pytest.raises(CheckpointError, match="stem"):
+        load_pretrained_backbone(deep_stem, path)
