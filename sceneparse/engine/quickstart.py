@@ -21,6 +21,7 @@ from sceneparse.data.synth import synthesize
 from sceneparse.engine.checkpoint import best_checkpoint, latest_checkpoint
 from sceneparse.engine.curves import plot_curves
 from sceneparse.engine.trainer import TrainOptions, train
+from sceneparse.errors import SceneparseError
 from sceneparse.evaluation.runner import TestOptions, run_test
 from sceneparse.models.inference import InferenceSettings
 from sceneparse.visualize import overlay
@@ -50,6 +51,10 @@ SYNTH_IMAGES = 60  # per split
 SYNTH_SIZE = 128
 OVERLAYS = 4
 TARGET_MIOU = 0.7
+
+
+class QuickstartInterrupted(SceneparseError):
+    """Training was stopped (Ctrl-C, SIGTERM); its checkpoint lets the next quickstart continue."""
 
 
 @dataclass
@@ -98,7 +103,10 @@ def run_quickstart(out: str | Path, extra_overrides: list[str] | None = None, pr
     cfg = quickstart_preset([f"data.root={data_root}", *(extra_overrides or [])])
     log.info("step 2/4: training PSPNet R-18-D8 from scratch for %d iterations into %s", cfg.train.max_iters,
              work_dir)
-    train(cfg, TrainOptions(work_dir=str(work_dir), resume=True, device="cpu", progress=progress))
+    trained = train(cfg, TrainOptions(work_dir=str(work_dir), resume=True, device="cpu", progress=progress))
+    if trained.stopped_by != "finished":
+        raise QuickstartInterrupted(f"training stopped by {trained.stopped_by} at iteration {trained.iteration} of "
+                                    f"{trained.max_iters}; run the quickstart again to continue where it stopped")
 
     files = best_checkpoint(work_dir) or latest_checkpoint(work_dir)
     assert files is not None, "training writes a checkpoint at its last iteration"

@@ -8,6 +8,7 @@ without loading them, so iteration k of a resumed run sees exactly the batch the
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -39,7 +40,12 @@ class ResumableSampler(Sampler[tuple[int, int, int]]):
 
 
 def _seed_worker(worker_id: int) -> None:
-    """Global RNGs of a worker seeded from torch's per-worker seed; transforms use per-sample generators."""
+    """Global RNGs of a worker seeded from torch's per-worker seed; transforms use per-sample generators.
+
+    Ctrl-C reaches every process of the terminal's group: the workers ignore it, so the main process
+    can finish its step, save a checkpoint and shut them down itself (see `sceneparse.engine.stop`).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
