@@ -13,8 +13,8 @@ gains the bias, so the folded model computes `conv(x) * scale + shift` in one pa
 
 The PSP, UPer and PSA heads are also switched to forms that convolve upsampled maps at their own,
 lower resolution (`convolve_upsampled_at_low_resolution`, below): the same sums in another order.
-Which options pay off where is measured in docs/benchmarks.md (channels_last did not, on either
-machine measured; bf16 on a CPU without native bf16 is far slower than fp32).
+Which options pay off where is measured in docs/benchmarks.md (channels_last did not, on the
+CPUs measured; bf16 on a CPU without native bf16 is far slower than fp32).
 """
 from __future__ import annotations
 
