@@ -180,6 +180,80 @@ def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm", encoding="utf-8") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def train_child(toolbox: str, model_name: str, size: int, batch: int, steps: int) -> dict:
+    """One toolbox's SGD steps in this (fresh) process: step times and the peak RSS above the
+    resident size just before the first step (model, optimizer and data already built)."""
+    import resource
+
+    from sceneparse.benchmark import BenchmarkSettings, training_step
+
+    install_mmcv_ops_stand_in()
+    preset, config = MODELS[model_name]
+    mm = build_mmseg(config, torch.get_num_threads())
+    x = torch.randn(batch, 3, size, size)
+    labels = torch.randint(0, 150, (batch, size, size))
+    if toolbox == "sceneparse":
+        step = training_step(sceneparse_twin(preset, mm), x, 150, BenchmarkSettings(train=True, batch=batch))
+        del mm
+    else:
+        from mmengine.structures import PixelData
+        from mmseg.structures import SegDataSample
+
+        samples = []
+        for i in range(batch):
+            sample = SegDataSample()
+            sample.gt_sem_seg = PixelData(data=labels[i][None])
+            sample.set_metainfo(dict(img_shape=(size, size), pad_shape=(size, size), ori_shape=(size, size)))
+            samples.append(sample)
+        mm.train()
+        optimizer = torch.optim.SGD(mm.parameters(), lr=1e-3, momentum=0.9)
+
+        def step() -> object:
+            losses = mm.loss(x, samples)
+            loss = sum(v for k, v in losses.items() if "loss" in k)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return loss
+
+    before = current_rss_bytes()
+    times = []
+    for _ in range(steps + 1):  # the first is a warm-up
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"toolbox": toolbox, "times_s": times[1:], "peak_rss_above_start": peak - before, "peak_rss": peak}
+
+
+def compare_training(model_name: str, size: int, batch: int, steps: int, repeats: int, threads: int) -> None:
+    """Alternating fresh processes (so each peak RSS is its own), sceneparse then mmseg, `repeats` times."""
+    import subprocess
+
+    results: dict[str, list[dict]] = {"sceneparse": [], "mmseg": []}
+    for _ in range(repeats):
+        for toolbox in results:
+            out = subprocess.run([sys.executable, __file__, "--train-child", toolbox, "--models", model_name,
+                                  "--size", str(size), "--batch", str(batch), "--steps", str(steps),
+                                  "--threads", str(threads)], capture_output=True, text=True, check=True)
+            results[toolbox].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"\ntraining step, {model_name}, batch {batch} x {size}x{size}, {threads} threads, "
+          f"{repeats} alternating processes x {steps} steps each:")
+    base = None
+    for toolbox, runs in results.items():
+        times = [t for run in runs for t in run["times_s"]]
+        median = statistics.median(times)
+        memory = max(run["peak_rss_above_start"] for run in runs) / 2**20
+        base = base or median
+        print(f"  {toolbox:11} median {median:6.2f} s (IQR {quartile_spread(times):.2f}), "
+              f"peak RSS above start {memory:7.0f} MiB, time vs sceneparse {median / base:.2f}x")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
@@ -190,9 +264,21 @@ def main() -> int:
     parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"],
                         help="default: fp32, plus bf16 where the CPU has native bf16")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
+    parser.add_argument("--train", action="store_true", help="only compare a training step (time, peak RSS)")
+    parser.add_argument("--batch", type=int, default=2, help="training batch (default 2)")
+    parser.add_argument("--steps", type=int, default=3, help="timed training steps per process (default 3)")
+    parser.add_argument("--repeats", type=int, default=2, help="processes per toolbox, alternating (default 2)")
+    parser.add_argument("--train-child", choices=["sceneparse", "mmseg"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    if args.train_child:
+        print(json.dumps(train_child(args.train_child, args.models[0], args.size, args.batch, args.steps)))
+        return 0
+    if args.train:
+        for model_name in args.models:
+            compare_training(model_name, args.size, args.batch, args.steps, args.repeats, args.threads)
+        return 0
     if args.dtypes is None:
         args.dtypes = ["fp32", "bf16"] if native_bf16() else ["fp32"]
         if not native_bf16():
