@@ -2,6 +2,7 @@
 
     make peers                                   # the peers' own venv (.venv-peers), once
     .venv-peers/bin/python benchmarks/peers.py --rounds 3 --json peers.json
+    .venv-peers/bin/python benchmarks/peers.py --train --models pspnet --size 256   # a training step
 
 For each model (PSPNet R-50-D8, UPerNet R-50, PSANet R-50-D8; ADE20K, 150 classes, 512x512) the
 script builds mmsegmentation's network from its packaged config, copies its (random) weights into
@@ -9,6 +10,9 @@ sceneparse's through the converter, checks that both give the same logits, then 
 one call at a time, alternating between variants and rotating their order each round, so slow
 phases of a shared machine fall on all of them alike. It prints each variant's median, its spread
 (IQR), images/s, the fraction of the machine's measured peak, and the ratio to mmsegmentation fp32.
+
+With `--train` it compares one SGD step instead (cross-entropy + 0.4 x aux, random labels), each
+toolbox in fresh processes, alternating, so that each process's peak RSS is its own.
 
 The machine's peak is measured here too: a large 3x3 convolution (256 -> 256 channels, 128x128),
 in fp32 and bf16, the best of NCHW and NHWC.
