@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=["whole", "slide"], help="inference mode (default: the preset's test.mode)")
     p.add_argument("--tta", action="store_true", help="multi-scale + flip with the preset's test.scales")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="forward precision (bf16/fp16 autocast: faster on GPUs and bf16-capable CPUs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.set_defaults(func=run)
 
@@ -88,7 +90,8 @@ def build_segmenter(args: argparse.Namespace) -> Segmenter:
         if args.weights:
             raise ConfigError("--onnx runs the exported model's own weights; drop --weights")
         return Segmenter.from_onnx(args.onnx, preset, mode=args.mode, tta=args.tta)
-    return Segmenter.from_pretrained(preset, weights, device=args.device, mode=args.mode, tta=args.tta)
+    return Segmenter.from_pretrained(preset, weights, device=args.device, mode=args.mode, tta=args.tta,
+                                     dtype=args.dtype)
 
 
 def write_outputs(segmenter: Segmenter, image: np.ndarray, pred: np.ndarray, out: Path, name: str,

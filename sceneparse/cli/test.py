@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, help="data loading workers (default: the preset's data.num_workers)")
     p.add_argument("--window-batch", type=int, default=1, help="slide windows per forward (faster on a GPU)")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="forward precision (bf16/fp16 autocast: faster on GPUs and bf16-capable CPUs)")
     p.add_argument("--no-figures", action="store_true", help="skip the confusion and IoU plots")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.set_defaults(func=run)
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         num_workers=args.workers,
         window_batch=args.window_batch,
+        dtype=args.dtype,
         figures=not args.no_figures,
     )
     run_test(preset, options)

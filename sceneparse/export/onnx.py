@@ -24,6 +24,7 @@ from torch import nn
 
 from sceneparse.errors import CheckpointError
 from sceneparse.export.dynamic_psa import DynamicSizePSAHead
+from sceneparse.models.fuse import InferenceModel
 from sceneparse.models.layers import resize
 from sceneparse.models.psa_head import PSAHead
 from sceneparse.weights import atomic_write
@@ -57,6 +58,8 @@ def export_onnx(model: nn.Module, path: str | Path, size: Sequence[int] = (512, 
     `size` is the example input's height and width: the only size accepted unless `dynamic`.
     """
     path = Path(path)
+    if isinstance(model, InferenceModel):  # the fast path's wrapper: export the (folded) network inside
+        model = model.model
     model = model.eval()
     graph = LogitsGraph(model, dynamic_psa=dynamic).eval()
     device = next(model.parameters()).device
