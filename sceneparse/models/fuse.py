@@ -293,17 +293,9 @@ class FastPSAHead(PSAHead):
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = features[-1]
-        h, w, align = self._shrink(x.shape[-2], x.shape[-1])
-        if self.psa_type == "bi-direction":
-            col = resize(self.reduce(x), (h, w), align)
-            dis = resize(self.reduce_p(x), (h, w), align)
-            out = torch.cat([self._attend(col, self.attention, "collect", transpose_compact=False),
-                             self._attend(dis, self.attention_p, "distribute", transpose_compact=True)], dim=1)
-        else:
-            out = self._attend(resize(self.reduce(x), (h, w), align), self.attention, self.psa_type,
-                               transpose_compact=self.psa_type == "collect")
+        align = self._shrink(x.shape[-2], x.shape[-1])[2]
         size = (x.shape[-2], x.shape[-1])
-        return self.classify(bottleneck_of_concat(self.bottleneck, [x], [self.proj(out)], size, align))
+        return self.classify(bottleneck_of_concat(self.bottleneck, [x], [self.proj(self.attend_all(x))], size, align))
 
 
 def convolve_upsampled_at_low_resolution(model: nn.Module) -> int:

@@ -74,16 +74,19 @@ class PSAHead(SegHead):
         out = torch.bmm(feats.reshape(n, c, h * w), y.reshape(n, h * w, h * w))
         return out.reshape(n, c, h, w) * (1.0 / self.normalization_factor)
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        x = features[-1]
+    def attend_all(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention branches' output on the shrunk map (before `proj`)."""
         h, w, align = self._shrink(x.shape[-2], x.shape[-1])
         if self.psa_type == "bi-direction":
             col = resize(self.reduce(x), (h, w), align)
             dis = resize(self.reduce_p(x), (h, w), align)
-            out = torch.cat([self._attend(col, self.attention, "collect", transpose_compact=False),
-                             self._attend(dis, self.attention_p, "distribute", transpose_compact=True)], dim=1)
-        else:
-            out = self._attend(resize(self.reduce(x), (h, w), align), self.attention, self.psa_type,
-                               transpose_compact=self.psa_type == "collect")
-        out = resize(self.proj(out), x.shape[-2:], align)
+            return torch.cat([self._attend(col, self.attention, "collect", transpose_compact=False),
+                              self._attend(dis, self.attention_p, "distribute", transpose_compact=True)], dim=1)
+        return self._attend(resize(self.reduce(x), (h, w), align), self.attention, self.psa_type,
+                            transpose_compact=self.psa_type == "collect")
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = features[-1]
+        align = self._shrink(x.shape[-2], x.shape[-1])[2]
+        out = resize(self.proj(self.attend_all(x)), x.shape[-2:], align)
         return self.classify(self.bottleneck(torch.cat([x, out], dim=1)))
