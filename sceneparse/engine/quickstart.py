@@ -37,11 +37,14 @@ OVERRIDES = [
     "data.crop_size=[128,128]",
     "data.scale=[512,128]",
     "data.ratio_range=[0.75,1.5]",
+    # The synthetic classes differ by colour and stripe texture: colour jitter would blur exactly the cue
+    # there is to learn, and costs half the mIoU at this schedule.
+    "data.photometric=false",
     "data.num_workers=1",
     "test.crop_size=[128,128]",
     "train.batch_size=8",
     "train.lr=0.02",
-    "train.max_iters=300",
+    "train.max_iters=200",
     "train.eval_interval=100",
     "train.checkpoint_interval=100",
     "train.log_interval=10",

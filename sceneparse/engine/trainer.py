@@ -420,7 +420,7 @@ def _loop(run: _Run, options: TrainOptions, start: int, run_log: RunLog | None) 
                 value = run.metrics["mIoU"]
                 if value is not None and (run.best is None or value > run.best["value"]):
                     best = {"metric": "mIoU", "value": value}
-            if best is not None or stopping or iteration % run.checkpoint_every == 0:
+            if best is not None or stopping or (run.checkpoint_every > 0 and iteration % run.checkpoint_every == 0):
                 result.checkpoint = _save(run, iteration, best) or result.checkpoint
             result.iteration = iteration
             if stopping:
