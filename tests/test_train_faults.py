@@ -160,14 +160,21 @@ def test_impossible_labels_are_refused_before_training(tmp_path: Path) -> None:
     assert not (tmp_path / "work" / "checkpoints.json").exists()
 
 
-def test_plot_writes_the_curves(voc_root: Path, tmp_path: Path) -> None:
+def test_plot_writes_the_curves(voc_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sceneparse.cli import main
+
     cfg = tiny_preset("train.max_iters=4", "train.eval_interval=2")
     train(cfg, TrainOptions(work_dir=str(tmp_path), data_root=str(voc_root), progress=False))
-    proc = _run_cli(["plot", str(tmp_path)])
-    output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, output
+    assert main(["plot", str(tmp_path)]) == 0
     png = tmp_path / "curves.png"
     assert png.is_file() and Image.open(png).format == "PNG"
-    assert str(png) in output
+    assert str(png) in capsys.readouterr().out
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert sum("mIoU" in r for r in records) == 2
+
+
+def test_plot_of_a_folder_without_a_log_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sceneparse.cli import main
+
+    assert main(["plot", str(tmp_path)]) == 1
+    assert "log.jsonl" in capsys.readouterr().err
