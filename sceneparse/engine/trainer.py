@@ -49,7 +49,7 @@ from sceneparse.engine.checkpoint import (
     remove_stale_temporaries,
     save_checkpoint,
 )
-from sceneparse.engine.losses import SegmentationLoss, build_criterion
+from sceneparse.engine.losses import CountReducer, SegmentationLoss, build_criterion
 from sceneparse.engine.optimizer import build_optimizer
 from sceneparse.engine.pretrained import load_pretrained_backbone
 from sceneparse.engine.reproducibility import configure_determinism, rng_state, seed_everything, set_rng_state
@@ -134,7 +134,9 @@ def resolve_config(preset: Preset, options: TrainOptions) -> Preset:
     return dataclasses.replace(preset, data=data, train=train)
 
 
-def _count_reducer(info: DistInfo):  # noqa: ANN202 - a CountReducer
+def _count_reducer(info: DistInfo) -> CountReducer:
+    """Sums the loss's pixel counts over processes (see SegmentationLoss.forward)."""
+
     def reduce(counts: torch.Tensor) -> tuple[torch.Tensor, int]:
         return all_reduce_sum(counts.clone()), info.world_size
 
@@ -253,7 +255,8 @@ class _CastImages:
 def _validate(run: _Run, iteration: int, options: TrainOptions) -> dict[str, Any]:
     assert run.val_set is not None
     cfg = run.cfg
-    loader: Any = build_dataloader(run.val_set, 1, train=False, num_workers=0, seed=cfg.train.seed,
+    workers = cfg.data.num_workers if options.num_workers is None else options.num_workers
+    loader: Any = build_dataloader(run.val_set, 1, train=False, num_workers=workers, seed=cfg.train.seed,
                                    distributed=run.info.distributed)
     if options.dtype != torch.float32:
         loader = _CastImages(loader, options.dtype)
