@@ -336,6 +336,47 @@ def _train(cfg: Preset, options: TrainOptions, info: DistInfo) -> TrainResult:
             run_log.close()
 
 
+def _forward_backward(run: _Run, batch: dict, dtype: torch.dtype, reduce_counts: CountReducer,
+                      stop_requested: bool) -> tuple[torch.Tensor, bool]:
+    """Forward (autocast), loss, backward; returns ([loss, decode, aux, stop votes] summed over processes
+    and turned into global-batch means, on the CPU) and whether the model has an aux head.
+
+    One all-reduce per step carries the losses (for the log and the NaN check, so every process
+    stops at the same step) and the stop flag (so a signal to one process stops them all).
+    """
+    device = run.info.device
+    image = batch["image"].to(device, dtype, non_blocking=True)
+    label = batch["label"].to(device, non_blocking=True)
+    if run.cfg.train.channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    with _autocast(run):
+        outputs = run.model(image)
+    losses = run.criterion(outputs, label, reduce_counts)
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(losses["loss"]).backward()
+    else:
+        losses["loss"].backward()
+    zero = torch.zeros((), device=device)
+    parts = [losses["loss"], losses["loss_decode"], losses.get("loss_aux", zero), zero + float(stop_requested)]
+    shared = all_reduce_sum(torch.stack([part.detach().double() for part in parts])).cpu()
+    shared[:3] /= run.info.world_size  # each process's terms are scaled by the world size (SegmentationLoss)
+    return shared, "loss_aux" in losses
+
+
+def _optimizer_step(run: _Run) -> None:
+    """Gradient clipping (on unscaled gradients), the SGD step (through the grad scaler for fp16), the LR."""
+    if run.cfg.train.grad_clip > 0:
+        if run.scaler is not None:
+            run.scaler.unscale_(run.optimizer)
+        nn.utils.clip_grad_norm_(run.net.parameters(), run.cfg.train.grad_clip)
+    if run.scaler is not None:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+
+
 def _loop(run: _Run, options: TrainOptions, start: int, run_log: RunLog | None) -> TrainResult:
     cfg, info, t = run.cfg, run.info, run.cfg.train
     reduce_counts = _count_reducer(info)
@@ -354,26 +395,7 @@ def _loop(run: _Run, options: TrainOptions, start: int, run_log: RunLog | None) 
                 run.loader.sampler.set_epoch(epoch, skip=position * int(run.loader.batch_size or 1))
                 data_iter = iter(run.loader)
             batch = next(data_iter)
-            image = batch["image"].to(info.device, options.dtype, non_blocking=True)
-            label = batch["label"].to(info.device, non_blocking=True)
-            if t.channels_last:
-                image = image.contiguous(memory_format=torch.channels_last)
-
-            with _autocast(run):
-                outputs = run.model(image)
-            losses = run.criterion(outputs, label, reduce_counts)
-            run.optimizer.zero_grad(set_to_none=True)
-            if run.scaler is not None:
-                run.scaler.scale(losses["loss"]).backward()
-            else:
-                losses["loss"].backward()
-
-            # One all-reduce per step: the global losses (for the log and the NaN check) and the stop flag.
-            shared = torch.stack([losses["loss"].detach().double(), losses["loss_decode"].detach().double(),
-                                  losses.get("loss_aux", torch.zeros(())).detach().double().to(info.device),
-                                  torch.tensor(float(stop.requested), dtype=torch.float64, device=info.device)])
-            shared = all_reduce_sum(shared.to(info.device)).cpu()
-            shared[:3] /= info.world_size  # each rank's term is scaled by the world size (see SegmentationLoss)
+            shared, has_aux = _forward_backward(run, batch, options.dtype, reduce_counts, stop.requested)
             iteration = it + 1
             if not math.isfinite(float(shared[0])):
                 last = latest_checkpoint(run.work_dir)
@@ -382,15 +404,7 @@ def _loop(run: _Run, options: TrainOptions, start: int, run_log: RunLog | None) 
                     f"the loss is {float(shared[0])} at iteration {iteration}: the run stopped without updating "
                     f"the weights; {where} (lower train.lr, set train.grad_clip, or check the data)")
 
-            if t.grad_clip > 0:
-                if run.scaler is not None:
-                    run.scaler.unscale_(run.optimizer)
-                nn.utils.clip_grad_norm_(run.net.parameters(), t.grad_clip)
-            if run.scaler is not None:
-                run.scaler.step(run.optimizer)
-                run.scaler.update()
-            else:
-                run.optimizer.step()
+            _optimizer_step(run)
             lr = run.optimizer.param_groups[0]["lr"]
             run.scheduler.step()
 
@@ -402,7 +416,7 @@ def _loop(run: _Run, options: TrainOptions, start: int, run_log: RunLog | None) 
                 record = {"iteration": iteration, "epoch": epoch, "loss": float(sums[0] / logged),
                           "loss_decode": float(sums[1] / logged), "lr": lr,
                           "sec_per_iter": (now - tick) / logged}
-                if "loss_aux" in losses:
+                if has_aux:
                     record["loss_aux"] = float(sums[2] / logged)
                 assert run_log is not None
                 run_log.write(record)
