@@ -44,10 +44,13 @@ def voc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_voc(tmp_path_factory.mktemp("voc"))
 
 
-def test_stop_and_resume_is_bit_exact(voc_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 1])
+def test_stop_and_resume_is_bit_exact(voc_root: Path, tmp_path: Path, workers: int) -> None:
     # 24 images, batch 4: 6 iterations per epoch; stop mid-epoch 0, finish in epoch 1. Dropout stays on
     # (torch's generator must be restored), and validation runs in between (it must not disturb anything).
-    cfg = tiny_preset("train.max_iters=9", "train.checkpoint_interval=100", "train.eval_interval=5")
+    # With workers, the loader's persistent workers must start the resumed epoch at the right batch.
+    cfg = tiny_preset("train.max_iters=9", "train.checkpoint_interval=100", "train.eval_interval=5",
+                      f"data.num_workers={workers}")
     whole = train(cfg, TrainOptions(work_dir=str(tmp_path / "whole"), data_root=str(voc_root), progress=False))
     assert whole.iteration == 9 and whole.stopped_by == "finished"
 
