@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sceneparse.engine.checkpoint import load_checkpoint
+from sceneparse.engine.checkpoint import load_checkpoint, read_manifest
 from sceneparse.engine.losses import SegmentationLoss
 from sceneparse.engine.pretrained import load_pretrained_backbone
 from sceneparse.engine.run_log import read_log
@@ -58,6 +58,10 @@ def test_epoch_schedule_and_head_lr_multiplier(voc_root: Path, tmp_path: Path) -
     assert [r["iteration"] for r in records if "mIoU" in r] == [6, 12]  # eval_interval counts epochs here
     lrs = [r["lr"] for r in records if "lr" in r]
     assert lrs[0] < lrs[3] and lrs[3] > lrs[-1]  # warm-up, then poly decay
+    best = read_manifest(tmp_path)["best"]
+    assert best["value"] == max(r["mIoU"] for r in records if "mIoU" in r)
+    best_weights = (tmp_path / f"{best['name']}.safetensors").read_bytes()
+    assert (tmp_path / "best.safetensors").read_bytes() == best_weights  # ready for `sceneparse test --weights`
     _, state, _ = load_checkpoint(tmp_path)
     groups = {g["name"]: g for g in state["optimizer"]["param_groups"]}
     assert groups["heads"]["initial_lr"] == pytest.approx(10 * groups["backbone"]["initial_lr"])

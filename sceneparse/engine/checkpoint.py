@@ -6,6 +6,7 @@ A work dir holds, per checkpoint `iter_0004000`:
     iter_0004000.state.pt      iteration, epoch, optimizer/scheduler/grad-scaler state, the RNG
                                states of every generator of every process, the config, the metrics
     checkpoints.json           the manifest: which checkpoints are complete, the latest, the best
+    best.safetensors           the best checkpoint's weights (a hard link, or a copy), for `sceneparse test`
 
 Every file is written to a temporary name and renamed (`sceneparse.weights.atomic_write`), and the
 manifest is written last: a save killed at any moment leaves the previous manifest, which names
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from sceneparse.weights import atomic_write, load_weights_file, save_weights
 log = logging.getLogger(__name__)
 
 MANIFEST = "checkpoints.json"
+BEST_WEIGHTS = "best.safetensors"
 NAME_PATTERN = re.compile(r"^iter_(\d+)$")
 
 
@@ -100,6 +104,8 @@ def save_checkpoint(
     save_weights(model_state, files.weights, metadata)
     atomic_write(files.state, lambda tmp: torch.save(train_state, tmp))
 
+    if best is not None:
+        publish_best(work_dir, files)
     manifest = read_manifest(work_dir)
     names = [n for n in manifest["checkpoints"] if n != files.name] + [files.name]
     names.sort(key=lambda n: files_of(work_dir, n).iteration)
@@ -116,6 +122,21 @@ def save_checkpoint(
     return files
 
 
+def publish_best(work_dir: str | Path, files: CheckpointFiles) -> Path:
+    """WORK_DIR/best.safetensors := the weights of `files`, replaced atomically (never half-written)."""
+    target = Path(work_dir) / BEST_WEIGHTS
+
+    def link_or_copy(tmp: str) -> None:
+        os.unlink(tmp)
+        try:
+            os.link(files.weights, tmp)  # no second copy on disk; survives pruning of the iter_ file
+        except OSError:  # file systems without hard links
+            shutil.copyfile(files.weights, tmp)
+
+    atomic_write(target, link_or_copy)
+    return target
+
+
 def remove_unlisted(work_dir: str | Path, keep_names: list[str]) -> None:
     """Delete checkpoint files the manifest no longer names: pruned ones and orphans of a killed save."""
     work_dir = Path(work_dir)
@@ -130,7 +151,7 @@ def remove_stale_temporaries(work_dir: str | Path) -> int:
     count = 0
     for path in Path(work_dir).glob(".*.tmp"):
         stem = path.name[1:]
-        if stem.startswith(("iter_", MANIFEST)):
+        if stem.startswith(("iter_", MANIFEST, BEST_WEIGHTS)):
             path.unlink(missing_ok=True)
             count += 1
     return count
