@@ -178,3 +178,17 @@ def test_plot_of_a_folder_without_a_log_is_a_clear_error(tmp_path: Path, capsys:
 
     assert main(["plot", str(tmp_path)]) == 1
     assert "log.jsonl" in capsys.readouterr().err
+
+
+def test_without_tensorboard_the_log_says_so_once_and_still_writes_json(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from sceneparse.engine.run_log import RunLog
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    with caplog.at_level("INFO", logger="sceneparse.engine.run_log"):
+        run_log = RunLog(tmp_path)
+        run_log.write({"iteration": 1, "loss": 2.5})
+        run_log.close()
+    assert sum("tensorboard is not installed" in r.getMessage() for r in caplog.records) == 1
+    assert read_log(tmp_path) == [{"iteration": 1, "loss": 2.5}]
+    assert not (tmp_path / "tensorboard").exists()
