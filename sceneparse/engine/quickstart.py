@@ -8,6 +8,7 @@ written beside it. Running it again resumes the run in place (nothing is retrain
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,10 @@ class QuickstartResult:
 
 
 def quickstart_preset(extra: list[str] | None = None) -> Preset:
-    return load_preset(BASE_PRESET, [*OVERRIDES, *(extra or [])])
+    """The R-18-D8 preset with the overrides above, named for what it now is."""
+    preset = load_preset(BASE_PRESET, [*OVERRIDES, *(extra or [])])
+    return dataclasses.replace(preset, name="quickstart_pspnet_r18-d8_voc",
+                               description=f"quickstart: {BASE_PRESET} on synthetic VOC-layout data")
 
 
 def write_overlays(cfg: Preset, weights: Path, out_dir: Path, count: int) -> list[Path]:
