@@ -5,6 +5,7 @@ with one line that says which file and what to do, instead of a PIL traceback fr
 """
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
@@ -211,9 +212,13 @@ def write_mat(path: str | Path, variables: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = _temp_name(path)
+    buffer = io.BytesIO()
+    savemat(buffer, variables, do_compression=True)
+    data = bytearray(buffer.getvalue())
+    # the 116-byte text header carries the time of writing: a fixed one makes the file reproducible
+    data[:116] = b"MATLAB 5.0 MAT-file, written by sceneparse".ljust(116)
     try:
-        with open(temp, "wb") as handle:
-            savemat(handle, variables, do_compression=True)
+        temp.write_bytes(bytes(data))
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
