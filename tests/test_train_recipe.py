@@ -95,3 +95,21 @@ def test_imagenet_backbone_loads_strictly_and_names_the_stem(tmp_path: Path) -> 
     deep_stem = ResNet(depth=18, stem="v1c", base_channels=8)
     with pytest.raises(CheckpointError, match="stem"):
         load_pretrained_backbone(deep_stem, path)
+
+
+def test_a_checkpoint_rebuilds_its_own_model_without_the_preset(voc_root: Path, tmp_path: Path) -> None:
+    # the tiny overrides (widths, classes) exist nowhere but in the run's config: the weights file carries it
+    import dataclasses
+
+    import numpy as np
+
+    from sceneparse.segmenter import Segmenter
+
+    cfg = dataclasses.replace(tiny_preset("train.max_iters=2", "train.eval_interval=0"), name="my_own_run")
+    train(cfg, TrainOptions(work_dir=str(tmp_path), data_root=str(voc_root), progress=False))
+    weights = tmp_path / f"{read_manifest(tmp_path)['latest']}.safetensors"
+    segmenter = Segmenter.from_pretrained(weights, device="cpu")
+    assert segmenter.preset.name == "my_own_run"
+    assert segmenter.preset.model.backbone.base_channels == 8 and segmenter.num_classes == 21
+    labels = segmenter.predict(np.zeros((40, 56, 3), dtype=np.uint8))
+    assert labels.shape == (40, 56)

@@ -230,7 +230,8 @@ def _save(run: _Run, iteration: int, best: dict[str, Any] | None) -> CheckpointF
             "metrics": run.metrics,
             "best": run.best,
         }
-        metadata = {"preset": run.cfg.name, "model": run.cfg.model.name, "iteration": iteration}
+        metadata = {"preset": run.cfg.name, "model": run.cfg.model.name, "iteration": iteration,
+                    "config": to_dict(run.cfg)}  # so `infer WEIGHTS` and `Segmenter` rebuild this exact model
         files = save_checkpoint(run.work_dir, iteration, run.net.state_dict(), state, metadata,
                                 run.cfg.train.keep_checkpoints, best)
         log.info("saved checkpoint %s", files.weights)
