@@ -44,17 +44,22 @@ def slide_logits(model: nn.Module, x: torch.Tensor, crop: tuple[int, int], strid
     """
     n, _, h, w = x.shape
     ch, cw = min(crop[0], h), min(crop[1], w)
+    tops, lefts = window_starts(h, ch, stride[0]), window_starts(w, cw, stride[1])
     logits = x.new_zeros(n, model.num_classes, h, w)
-    count = x.new_zeros(1, 1, h, w)
-    boxes = [(top, left) for top in window_starts(h, ch, stride[0]) for left in window_starts(w, cw, stride[1])]
+    boxes = [(top, left) for top in tops for left in lefts]
     for first in range(0, len(boxes), max(1, window_batch)):
         group = boxes[first:first + max(1, window_batch)]
         windows = torch.cat([x[:, :, top:top + ch, left:left + cw] for top, left in group])
         out = model(windows)["out"]
         for i, (top, left) in enumerate(group):
             logits[:, :, top:top + ch, left:left + cw] += out[i * n:(i + 1) * n]
-            count[:, :, top:top + ch, left:left + cw] += 1
-    return logits / count
+    # windows form a grid, so how often a pixel is covered is (rows covering it) x (columns covering it)
+    cover_h, cover_w = x.new_zeros(h), x.new_zeros(w)
+    for top in tops:
+        cover_h[top:top + ch] += 1
+    for left in lefts:
+        cover_w[left:left + cw] += 1
+    return logits / (cover_h[:, None] * cover_w[None, :])
 
 
 def logits_once(model: nn.Module, x: torch.Tensor, mode: str, crop: tuple[int, int],
