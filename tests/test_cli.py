@@ -30,3 +30,16 @@ def test_summary_reports_stride_and_flops(capsys: pytest.CaptureFixture[str]) ->
 def test_unknown_preset_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", "no_such_preset"]) == 1
     assert "unknown preset 'no_such_preset'" in capsys.readouterr().err
+
+
+def test_output_into_a_closed_pipe_is_no_error() -> None:
+    # `sceneparse zoo | head -1`: the reader goes away; no traceback, status 0
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "sceneparse", "zoo"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline()
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
