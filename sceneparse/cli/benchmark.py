@@ -13,6 +13,7 @@ from dataclasses import asdict
 import torch
 
 from sceneparse.benchmark import BenchmarkSettings, format_result, run_benchmark
+from sceneparse.cli.options import add_overrides, add_precision
 from sceneparse.cli.summary import parse_size
 from sceneparse.config import load_preset
 from sceneparse.errors import ConfigError
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=parse_size, help="input HxW (default: the preset's crop size)")
     p.add_argument("--batch", type=int, default=1, help="images per iteration (default 1; --train needs 2+)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="autocast precision")
+    add_precision(p)
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first iterations)")
     p.add_argument("--fuse-bn", action="store_true", help="fold BatchNorm into the convolutions (inference)")
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--iters", type=int, default=10, help="timed iterations (default 10)")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: its own choice)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    add_overrides(p)
     p.set_defaults(func=run)
 
 

@@ -6,6 +6,7 @@ import hashlib
 import logging
 from pathlib import Path
 
+from sceneparse.cli.options import add_overrides
 from sceneparse.config import load_preset
 from sceneparse.config.loader import to_dict
 from sceneparse.errors import CheckpointError
@@ -25,8 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           ".caffemodel (caffe) or .npz (chainercv)")
     p.add_argument("dst", type=Path, help="the sceneparse weights file to write (.safetensors)")
     p.add_argument("--preset", required=True, help="preset name or TOML file whose model the weights are for")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a preset field, e.g. model.num_classes=21 (repeatable)")
+    add_overrides(p, dest="overrides", example="model.num_classes=21")
     p.add_argument("--prototxt", type=Path, help="caffe only: the deploy .prototxt (its BN and pooling settings "
                                                  "take precedence over those stored in the .caffemodel)")
     p.set_defaults(func=run)

@@ -10,6 +10,7 @@ import argparse
 import logging
 
 from sceneparse.api import build_model
+from sceneparse.cli.options import add_overrides
 from sceneparse.cli.summary import parse_size
 from sceneparse.config import load_preset
 from sceneparse.errors import CheckpointError
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     onnx.add_argument("--size", type=parse_size, help="example / fixed input HxW (default: the preset's crop size)")
     onnx.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
     onnx.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
-    onnx.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    add_overrides(onnx)
     onnx.set_defaults(func=run_onnx)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from sceneparse.cli.options import add_overrides, add_precision
 from sceneparse.config import load_preset
 from sceneparse.data.files import write_jpeg, write_png
 from sceneparse.errors import ConfigError, DataError
@@ -45,9 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=["whole", "slide"], help="inference mode (default: the preset's test.mode)")
     p.add_argument("--tta", action="store_true", help="multi-scale + flip with the preset's test.scales")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="forward precision (bf16/fp16 autocast: faster on GPUs and bf16-capable CPUs)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    add_precision(p)
+    add_overrides(p)
     p.set_defaults(func=run)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from sceneparse.cli.options import add_overrides
 from sceneparse.engine.quickstart import TARGET_MIOU, run_quickstart
 
 
@@ -10,8 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "quickstart", help="synthesise a VOC-layout dataset, train PSPNet R-18-D8 on it, evaluate, draw results")
     p.add_argument("--out", default="quickstart_out", help="where everything is written (default: quickstart_out)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the quickstart's config (e.g. train.max_iters=100 for a faster, worse run)")
+    add_overrides(p, example="train.max_iters=100 (a faster, worse run)")
     p.set_defaults(func=run)
 
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 
+from sceneparse.cli.options import add_overrides
 from sceneparse.config import dumps_toml, load_preset, to_dict
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("show", help="print a preset's resolved config as TOML")
     p.add_argument("preset", help="preset name or a .toml file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    add_overrides(p)
     p.set_defaults(func=run)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from sceneparse.cli.options import add_overrides
 from sceneparse.config import load_preset
 from sceneparse.summary import format_summary, summarize
 
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("summary", help="parameters, FLOPs, output stride and stage shapes of a preset")
     p.add_argument("preset", help="preset name or a .toml file")
     p.add_argument("--size", type=parse_size, help="input HxW (default: the preset's crop size)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    add_overrides(p)
     p.set_defaults(func=run)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from sceneparse.cli.options import add_overrides, add_precision
 from sceneparse.config import load_preset
 from sceneparse.evaluation.metrics import EXTRA_METRICS, parse_metric_names
 from sceneparse.evaluation.runner import TestOptions, run_test
@@ -29,10 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, help="data loading workers (default: the preset's data.num_workers)")
     p.add_argument("--window-batch", type=int, default=1, help="slide windows per forward (faster on a GPU)")
-    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="forward precision (bf16/fp16 autocast: faster on GPUs and bf16-capable CPUs)")
+    add_precision(p)
     p.add_argument("--no-figures", action="store_true", help="skip the confusion and IoU plots")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    add_overrides(p)
     p.set_defaults(func=run)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from sceneparse.cli.options import add_overrides
 from sceneparse.config import load_preset
 from sceneparse.engine.trainer import TrainOptions, train
 
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-at", type=int, metavar="ITER",
                    help="save and stop after this iteration (the LR schedule still runs to the end on --resume)")
     p.add_argument("--no-validate", action="store_true", help="skip the periodic validation")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    add_overrides(p)
     p.set_defaults(func=run)
 
 
