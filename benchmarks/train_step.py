@@ -15,17 +15,13 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import sys
-import time
 from dataclasses import dataclass
 
 import torch
 
+from sceneparse.benchmark import BenchmarkSettings, run_benchmark
 from sceneparse.config import load_preset
-from sceneparse.engine.losses import build_criterion
-from sceneparse.engine.optimizer import build_optimizer
-from sceneparse.engine.schedule import PolyLR
 
 PRESETS = [
     "pspnet_r50-d8_512x1024_40k_cityscapes",
@@ -47,57 +43,18 @@ class Setting:
 
 
 def measure(setting: Setting) -> tuple[float, float]:
-    """(images per second, peak memory in GiB) of training steps under `setting`, in this process."""
-    from sceneparse.api import build_model
+    """(images per second, peak memory in GiB) of training steps under `setting`, in this process.
 
+    The step is `sceneparse.benchmark.training_step` (what `sceneparse benchmark --train` times):
+    the trainer's optimizer, loss, grad scaler and LR schedule.
+    """
     torch.manual_seed(0)
-    cfg = load_preset(setting.preset)
-    device = torch.device(setting.device)
-    model = build_model(cfg).to(device).train()
-    if setting.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg.train)
-    scheduler = PolyLR(optimizer, 1000, cfg.train.lr_power, cfg.train.min_lr)
-    criterion = build_criterion(cfg.train, cfg.model.num_classes, cfg.data.ignore_index,
-                                cfg.model.aux_head.loss_weight).to(device)
-    scaler = torch.amp.GradScaler(device.type) if setting.amp == "fp16" else None
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setting.amp)
-    h, w = setting.crop
-    image = torch.randn(setting.batch, 3, h, w, device=device)
-    if setting.channels_last:
-        image = image.contiguous(memory_format=torch.channels_last)
-    label = torch.randint(0, cfg.model.num_classes, (setting.batch, h, w), device=device)
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            outputs = model(image)
-        loss = criterion(outputs, label)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-
-    for _ in range(setting.warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(setting.steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**30
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
-    return setting.batch * setting.steps / elapsed, peak
+    settings = BenchmarkSettings(size=setting.crop, batch=setting.batch, device=setting.device,
+                                 dtype="fp32" if setting.amp == "none" else setting.amp,
+                                 channels_last=setting.channels_last, train=True,
+                                 warmup=setting.warmup, iters=setting.steps)
+    result = run_benchmark(load_preset(setting.preset), settings, progress=False)
+    return result.images_per_s, result.peak_memory_bytes / 2**30
 
 
 def measure_in_fresh_process(setting: Setting) -> tuple[float, float]:

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from sceneparse.config import Preset
@@ -155,27 +154,41 @@ def inference_step(model: torch.nn.Module, x: torch.Tensor, settings: BenchmarkS
     return step
 
 
-def training_step(model: torch.nn.Module, x: torch.Tensor, num_classes: int,
+def training_step(model: torch.nn.Module, x: torch.Tensor, preset: Preset,
                   settings: BenchmarkSettings) -> Callable[[], object]:
-    """One SGD step: forward (autocast for bf16/fp16), cross-entropy on the output and 0.4 x the aux
-    output, backward, update. Labels are random; the work does not depend on them."""
+    """One iteration of `sceneparse train` on one process: forward in train mode (autocast for
+    bf16/fp16, a grad scaler for fp16), the preset's loss (decode + aux), backward, the preset's SGD
+    with its parameter groups, a poly-LR step. Labels are random; the work does not depend on them."""
+    from sceneparse.engine.losses import build_criterion
+    from sceneparse.engine.optimizer import build_optimizer
+    from sceneparse.engine.schedule import PolyLR
+
     model.train()
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     run = torch.compile(model) if settings.compile else model
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    labels = torch.randint(0, num_classes, (x.shape[0], *x.shape[-2:]), device=x.device)
+    cfg = preset.train
+    optimizer = build_optimizer(model, cfg)
+    scheduler = PolyLR(optimizer, 1_000_000, cfg.lr_power, cfg.min_lr)
+    criterion = build_criterion(cfg, preset.model.num_classes, preset.data.ignore_index,
+                                preset.model.aux_head.loss_weight).to(x.device)
+    scaler = torch.amp.GradScaler(x.device.type) if settings.dtype == "fp16" else None
+    labels = torch.randint(0, preset.model.num_classes, (x.shape[0], *x.shape[-2:]), device=x.device)
 
     def step() -> object:
         with autocast_context(x.device.type, settings.dtype):
             out = run(x)
-            loss = F.cross_entropy(out["out"].float(), labels)
-            if "aux" in out:
-                loss = loss + 0.4 * F.cross_entropy(out["aux"].float(), labels)
+        loss = criterion(out, labels)["loss"]
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
         return loss
 
     return step
@@ -188,7 +201,7 @@ def run_benchmark(preset: Preset, settings: BenchmarkSettings, progress: bool = 
     model = build_segmentor(preset.model).to(device)
     x = torch.randn(settings.batch, 3, *settings.size, device=device)
     if settings.train:
-        step = training_step(model, x, preset.model.num_classes, settings)
+        step = training_step(model, x, preset, settings)
     else:
         step = inference_step(model, x, settings)
     sync = synchronizer(device)

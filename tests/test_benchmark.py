@@ -58,7 +58,7 @@ def test_training_step_updates_the_weights() -> None:
     settings = BenchmarkSettings(size=(64, 64), batch=2, train=True, warmup=0, iters=1)
     model = build_segmentor(preset.model)
     before = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("conv.weight")}
-    step = training_step(model, torch.randn(2, 3, 64, 64), 5, settings)
+    step = training_step(model, torch.randn(2, 3, 64, 64), preset, settings)
     step()
     after = model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
