@@ -34,14 +34,15 @@ clean:
 
 # The peers of benchmarks/peers.py live in their own virtual environment, never in the package's:
 # mmsegmentation 1.2.2 on mmcv-lite (pure Python, no compiled ops; the script stands in for
-# `mmcv.ops`) and mmengine, with the same torch pin, plus sceneparse itself (editable, with its
+# `mmcv.ops`, with mmcv's own PSA mask kernel compiled from the C++ sources mmcv-lite ships by
+# benchmarks/mmcv_psamask.py) and mmengine, with the same torch pin, plus sceneparse itself (editable, with its
 # dependencies). sssegmentation 1.7.0 is installed where it installs (`|| true`); it imports
 # torchvision, whose PyPI wheel for this torch is a CUDA build, so on a CPU-only machine it does not
 # import and the script leaves it out.
 PEERS_VENV := .venv-peers
 PEERS_PIP := $(PEERS_VENV)/bin/pip install -c constraints.txt
 
-$(PEERS_VENV)/.installed: constraints.txt pyproject.toml
+$(PEERS_VENV)/.installed: constraints.txt pyproject.toml benchmarks/mmcv_psamask.py
 	$(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/pip install -q --upgrade pip setuptools wheel
 	$(PEERS_PIP) -q torch numpy
@@ -50,6 +51,7 @@ $(PEERS_VENV)/.installed: constraints.txt pyproject.toml
 	$(PEERS_PIP) -q mmsegmentation==1.2.2
 	$(PEERS_PIP) -q --no-deps sssegmentation==1.7.0 || true
 	$(PEERS_PIP) -q -e .
+	$(PEERS_VENV)/bin/python benchmarks/mmcv_psamask.py
 	touch $@
 
 peers: $(PEERS_VENV)/.installed

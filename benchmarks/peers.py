@@ -18,14 +18,18 @@ The machine's peak is measured here too: a large 3x3 convolution (256 -> 256 cha
 in fp32 and bf16, the best of NCHW and NHWC.
 
 mmcv-lite has no compiled ops, and mmsegmentation imports `mmcv.ops` at start-up: the script puts
-a stand-in module there whose ops refuse to run, except `PSAMask`, for which it lends
-sceneparse's pure-PyTorch mask (so mmsegmentation's PSANet runs, with that one op not its own;
-the table says so). sssegmentation is not timed: it imports torchvision, whose PyPI wheel for this
+a stand-in module there whose ops refuse to run, except `PSAMask`: mmcv's own CPU kernel, compiled
+from the sources mmcv-lite ships (benchmarks/mmcv_psamask.py; `make peers` builds it), under mmcv's
+own Python wrapper. For PSANet the script also times mmsegmentation with sceneparse's pure-PyTorch
+mask put in place of mmcv's ("mmseg fp32, sceneparse mask"), which separates what the op costs from
+the rest. `--psa-mask sceneparse` lends our mask to every mmsegmentation model instead.
+sssegmentation is not timed: it imports torchvision, whose PyPI wheel for this
 torch is a CUDA build that does not load beside the CPU torch (docs/benchmarks.md).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -42,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/mmcv_psamask.py
 
 from sceneparse.benchmark import time_alternating  # noqa: E402
 from sceneparse.models.psa_mask import psa_mask  # noqa: E402
@@ -65,8 +70,10 @@ class BorrowedPSAMask(nn.Module):
         return psa_mask(x, self.psa_type, self.mask_size)
 
 
-def install_mmcv_ops_stand_in() -> None:
-    """mmcv-lite's `mmcv.ops` fails to import (no compiled `_ext`); mmsegmentation imports it anyway."""
+def install_mmcv_ops_stand_in(psa_mask_kernel: str = "mmcv") -> None:
+    """mmcv-lite's `mmcv.ops` fails to import (no compiled `_ext`); mmsegmentation imports it anyway.
+
+    `psa_mask_kernel`: "mmcv" (mmcv's compiled CPU kernel and wrapper) or "sceneparse" (ours lent)."""
     stand_in = types.ModuleType("mmcv.ops")
 
     def unavailable(*args: object, **kwargs: object) -> None:
@@ -75,8 +82,23 @@ def install_mmcv_ops_stand_in() -> None:
     for name in ("point_sample", "sigmoid_focal_loss", "CrissCrossAttention", "DeformConv2d",
                  "ModulatedDeformConv2d"):
         setattr(stand_in, name, unavailable)
-    stand_in.PSAMask = BorrowedPSAMask
     sys.modules["mmcv.ops"] = stand_in
+    if psa_mask_kernel == "mmcv":
+        from mmcv_psamask import mmcv_psamask_class
+
+        stand_in.PSAMask = mmcv_psamask_class()
+    else:
+        stand_in.PSAMask = BorrowedPSAMask
+
+
+def with_sceneparse_psa_mask(mm: nn.Module) -> nn.Module:
+    """A copy of an mmsegmentation model whose PSA mask modules are sceneparse's pure-PyTorch mask."""
+    mm = copy.deepcopy(mm)
+    for parent in list(mm.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child).__name__ == "PSAMask":
+                setattr(parent, name, BorrowedPSAMask(child.psa_type, child.mask_size))
+    return mm
 
 
 @dataclass
@@ -164,6 +186,11 @@ def variants_for(model_name: str, mm: nn.Module, ours: nn.Module, x: torch.Tenso
     fused_cl = prepare_for_inference(ours, "fp32", channels_last=True, fuse_bn=True, copy_model=True)
     found: dict[str, tuple[str, Callable[[], torch.Tensor]]] = {
         "mmseg fp32": ("fp32", lambda: mm.encode_decode(x, metas)),
+    }
+    if any(type(m).__name__ == "PSAMask" and not isinstance(m, BorrowedPSAMask) for m in mm.modules()):
+        mm_our_mask = with_sceneparse_psa_mask(mm)
+        found["mmseg fp32, sceneparse mask"] = ("fp32", lambda: mm_our_mask.encode_decode(x, metas))
+    found |= {
         "sceneparse eager fp32": ("fp32", lambda: ours(x)["out"]),
         "sceneparse fast fp32": ("fp32", lambda: fused(x)["out"]),
         "sceneparse fast+channels_last fp32": ("fp32", lambda: fused_cl(x)["out"]),
@@ -272,6 +299,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=2, help="training batch (default 2)")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per process (default 3)")
     parser.add_argument("--repeats", type=int, default=2, help="processes per toolbox, alternating (default 2)")
+    parser.add_argument("--psa-mask", choices=["mmcv", "sceneparse"], default="mmcv",
+                        help="mmsegmentation's PSA mask: mmcv's compiled CPU kernel (default) or sceneparse's")
     parser.add_argument("--train-child", choices=["sceneparse", "mmseg"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -287,7 +316,7 @@ def main() -> int:
         args.dtypes = ["fp32", "bf16"] if native_bf16() else ["fp32"]
         if not native_bf16():
             print("this CPU has no native bf16: the bf16 model variants are skipped (--dtypes fp32 bf16 forces them)")
-    install_mmcv_ops_stand_in()
+    install_mmcv_ops_stand_in(args.psa_mask)
     import mmseg
 
     from sceneparse.config import load_preset
@@ -335,7 +364,7 @@ def main() -> int:
         from sceneparse.weights import atomic_write
 
         document = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-                                "native_bf16": native_bf16(),
+                                "native_bf16": native_bf16(), "mmseg_psa_mask": args.psa_mask,
                                 "torch": torch.__version__, "mmsegmentation": mmseg.__version__},
                     "size": args.size, "peak_gflops": peak, "parity_relative_l2": parity,
                     "results": [asdict(t) | {"gflops": t.gflops} for t in results]}

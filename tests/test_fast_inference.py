@@ -16,7 +16,11 @@ ARCHS = ["pspnet", "psanet", "upernet"]
 
 def trained_looking(name: str, **head: object) -> nn.Module:
     """A tiny eval-mode model whose BatchNorms carry non-trivial statistics (else folding is a no-op)."""
-    model = build_segmentor(tiny_config(name, **head))
+    return with_batchnorm_statistics(build_segmentor(tiny_config(name, **head)))
+
+
+def with_batchnorm_statistics(model: nn.Module) -> nn.Module:
+    """`model` in eval mode, its BatchNorms given random statistics and affine parameters."""
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for module in model.modules():

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from sceneparse.errors import CheckpointError
+from sceneparse.models.blocked_layout import BlockedBackbone
 from sceneparse.export.dynamic_psa import DynamicSizePSAHead
 from sceneparse.models.fuse import InferenceModel
 from sceneparse.models.layers import resize
@@ -42,7 +43,9 @@ class LogitsGraph(nn.Module):
 
     def __init__(self, model: nn.Module, dynamic_psa: bool) -> None:
         super().__init__()
-        self.backbone = model.backbone
+        backbone = model.backbone
+        # a trunk prepared for the CPU's blocked layout cannot be traced: export its NCHW twin
+        self.backbone = backbone.unblocked() if isinstance(backbone, BlockedBackbone) else backbone
         head = model.decode_head
         self.decode_head = DynamicSizePSAHead(head) if dynamic_psa and isinstance(head, PSAHead) else head
         self.align_corners = bool(model.align_corners)
