@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from sceneparse.errors import CheckpointError
-from sceneparse.models.blocked_layout import BlockedBackbone
 from sceneparse.export.dynamic_psa import DynamicSizePSAHead
+from sceneparse.models.blocked_layout import BlockedBackbone
 from sceneparse.models.fuse import InferenceModel
 from sceneparse.models.layers import resize
 from sceneparse.models.psa_head import PSAHead
