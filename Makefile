@@ -49,7 +49,7 @@ $(PEERS_VENV)/.installed: constraints.txt pyproject.toml benchmarks/mmcv_psamask
 	$(PEERS_PIP) -q mmengine==0.10.7 ftfy regex
 	MMCV_WITH_OPS=0 $(PEERS_PIP) -q --no-build-isolation mmcv-lite==2.1.0
 	$(PEERS_PIP) -q mmsegmentation==1.2.2
-	$(PEERS_PIP) -q --no-deps sssegmentation==1.7.0 || true
+	$(PEERS_PIP) -q --no-deps sssegmentation==1.7.0 dill || true
 	$(PEERS_PIP) -q -e .
 	$(PEERS_VENV)/bin/python benchmarks/mmcv_psamask.py
 	touch $@

@@ -36,9 +36,10 @@ PRESETS = {
 
 # variant -> prepare_for_inference options
 VARIANTS = {
-    "fused BN": dict(fuse_bn=True, low_res_heads=False),
+    "fused BN": dict(fuse_bn=True, low_res_heads=False, blocked_layout=False),
     "low-res heads": dict(fuse_bn=False, low_res_heads=True),
-    "fused BN + low-res heads": dict(fuse_bn=True, low_res_heads=True),
+    "fused BN + low-res heads": dict(fuse_bn=True, low_res_heads=True, blocked_layout=False),
+    "fused + low-res + blocked trunk": dict(fuse_bn=True, low_res_heads=True, blocked_layout=True),
     "fused + low-res + channels_last": dict(fuse_bn=True, low_res_heads=True, channels_last=True),
 }
 

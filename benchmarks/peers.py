@@ -11,8 +11,12 @@ one call at a time, alternating between variants and rotating their order each r
 phases of a shared machine fall on all of them alike. It prints each variant's median, its spread
 (IQR), images/s, the fraction of the machine's measured peak, and the ratio to mmsegmentation fp32.
 
-With `--train` it compares one SGD step instead (cross-entropy + 0.4 x aux, random labels), each
-toolbox in fresh processes, alternating, so that each process's peak RSS is its own.
+With `--train` it compares one SGD step instead (cross-entropy + 0.4 x aux, random labels, SGD with
+the recipe's momentum and weight decay), each toolbox in fresh processes that build only its own
+network, alternating. Memory is reported two ways: the peak of the C allocator's live bytes above
+the level before the first step (sampled every millisecond; what the step itself holds), and the
+peak RSS above the RSS before the first step (what the system saw, including freed memory the
+allocator kept).
 
 The machine's peak is measured here too: a large 3x3 convolution (256 -> 256 channels, 128x128),
 in fp32 and bf16, the best of NCHW and NHWC.
@@ -23,18 +27,22 @@ from the sources mmcv-lite ships (benchmarks/mmcv_psamask.py; `make peers` build
 own Python wrapper. For PSANet the script also times mmsegmentation with sceneparse's pure-PyTorch
 mask put in place of mmcv's ("mmseg fp32, sceneparse mask"), which separates what the op costs from
 the rest. `--psa-mask sceneparse` lends our mask to every mmsegmentation model instead.
-sssegmentation is not timed: it imports torchvision, whose PyPI wheel for this
-torch is a CUDA build that does not load beside the CPU torch (docs/benchmarks.md).
+
+sssegmentation 1.7.0 is timed too where it imports ("ssseg fp32"): `benchmarks/ssseg_peer.py` builds
+its networks with its own builder from the model part of its published configs, standing in for
+torchvision (whose PyPI wheel for this torch is a CUDA build; only ssseg's SAM-family models use it).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import json
 import os
 import platform
 import statistics
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable
@@ -176,8 +184,8 @@ def sceneparse_twin(preset: str, mmseg_model: nn.Module) -> nn.Module:
 
 
 def variants_for(model_name: str, mm: nn.Module, ours: nn.Module, x: torch.Tensor,
-                 dtypes: list[str]) -> dict[str, tuple[str, Callable[[], torch.Tensor]]]:
-    """name -> (dtype, call) of everything timed for one model."""
+                 dtypes: list[str], ssseg: nn.Module | None = None) -> dict[str, tuple[str, Callable[[], torch.Tensor]]]:
+    """name -> (dtype, call) of everything timed for one model (`ssseg`: sssegmentation's network, if built)."""
     from sceneparse.models.fuse import autocast_context, prepare_for_inference
 
     # "fast": prepare_for_inference's defaults plus BN folding (low-resolution head convolutions on)
@@ -190,6 +198,10 @@ def variants_for(model_name: str, mm: nn.Module, ours: nn.Module, x: torch.Tenso
     if any(type(m).__name__ == "PSAMask" and not isinstance(m, BorrowedPSAMask) for m in mm.modules()):
         mm_our_mask = with_sceneparse_psa_mask(mm)
         found["mmseg fp32, sceneparse mask"] = ("fp32", lambda: mm_our_mask.encode_decode(x, metas))
+    if ssseg is not None:
+        from ssseg_peer import ssseg_logits
+
+        found["ssseg fp32"] = ("fp32", lambda: ssseg_logits(ssseg, x))
     found |= {
         "sceneparse eager fp32": ("fp32", lambda: ours(x)["out"]),
         "sceneparse fast fp32": ("fp32", lambda: fused(x)["out"]),
@@ -216,6 +228,45 @@ def current_rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def live_heap_bytes() -> int | None:
+    """Bytes the C allocator has handed out and not taken back (glibc's mallinfo2: heap in use plus
+    mmapped blocks). Unlike RSS it does not count freed memory the allocator keeps, so it compares
+    two programs' peaks without their allocation histories. None where glibc is not the allocator."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return None
+    info = libc.mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
+class PeakSampler:
+    """The highest `live_heap_bytes` seen every millisecond, from a background thread, while in use."""
+
+    def __init__(self) -> None:
+        self.peak = live_heap_bytes() or 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, live_heap_bytes() or 0)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def train_child(toolbox: str, model_name: str, size: int, batch: int, steps: int) -> dict:
     """One toolbox's SGD steps in this (fresh) process: step times and the peak RSS above the
     resident size just before the first step (model, optimizer and data already built)."""
@@ -223,15 +274,18 @@ def train_child(toolbox: str, model_name: str, size: int, batch: int, steps: int
 
     from sceneparse.benchmark import BenchmarkSettings, training_step
 
-    install_mmcv_ops_stand_in()
     preset, config = MODELS[model_name]
-    mm = build_mmseg(config, torch.get_num_threads())
     x = torch.randn(batch, 3, size, size)
     labels = torch.randint(0, 150, (batch, size, size))
-    if toolbox == "sceneparse":
-        step = training_step(sceneparse_twin(preset, mm), x, 150, BenchmarkSettings(train=True, batch=batch))
-        del mm
+    if toolbox == "sceneparse":  # only its own network in this process (time and memory do not depend on weights)
+        from sceneparse.api import build_model
+        from sceneparse.config import load_preset
+
+        cfg = load_preset(preset)
+        step = training_step(build_model(cfg), x, cfg, BenchmarkSettings(size=(size, size), train=True, batch=batch))
     else:
+        install_mmcv_ops_stand_in()
+        mm = build_mmseg(config, torch.get_num_threads())
         from mmengine.structures import PixelData
         from mmseg.structures import SegDataSample
 
@@ -242,7 +296,7 @@ def train_child(toolbox: str, model_name: str, size: int, batch: int, steps: int
             sample.set_metainfo(dict(img_shape=(size, size), pad_shape=(size, size), ori_shape=(size, size)))
             samples.append(sample)
         mm.train()
-        optimizer = torch.optim.SGD(mm.parameters(), lr=1e-3, momentum=0.9)
+        optimizer = torch.optim.SGD(mm.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0005)  # the recipe's
 
         def step() -> object:
             losses = mm.loss(x, samples)
@@ -252,14 +306,16 @@ def train_child(toolbox: str, model_name: str, size: int, batch: int, steps: int
             optimizer.step()
             return loss
 
-    before = current_rss_bytes()
+    before, live_before = current_rss_bytes(), live_heap_bytes() or 0
     times = []
-    for _ in range(steps + 1):  # the first is a warm-up
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
+    with PeakSampler() as sampler:
+        for _ in range(steps + 1):  # the first is a warm-up
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"toolbox": toolbox, "times_s": times[1:], "peak_rss_above_start": peak - before, "peak_rss": peak}
+    return {"toolbox": toolbox, "times_s": times[1:], "peak_rss_above_start": peak - before, "peak_rss": peak,
+            "peak_live_heap_above_start": sampler.peak - live_before}
 
 
 def compare_training(model_name: str, size: int, batch: int, steps: int, repeats: int, threads: int) -> None:
@@ -280,9 +336,11 @@ def compare_training(model_name: str, size: int, batch: int, steps: int, repeats
         times = [t for run in runs for t in run["times_s"]]
         median = statistics.median(times)
         memory = max(run["peak_rss_above_start"] for run in runs) / 2**20
+        live = max(run["peak_live_heap_above_start"] for run in runs) / 2**20
         base = base or median
         print(f"  {toolbox:11} median {median:6.2f} s (IQR {quartile_spread(times):.2f}), "
-              f"peak RSS above start {memory:7.0f} MiB, time vs sceneparse {median / base:.2f}x")
+              f"peak live heap above start {live:6.0f} MiB, peak RSS above start {memory:6.0f} MiB, "
+              f"time vs sceneparse {median / base:.2f}x")
 
 
 def main() -> int:
@@ -301,6 +359,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="processes per toolbox, alternating (default 2)")
     parser.add_argument("--psa-mask", choices=["mmcv", "sceneparse"], default="mmcv",
                         help="mmsegmentation's PSA mask: mmcv's compiled CPU kernel (default) or sceneparse's")
+    parser.add_argument("--no-ssseg", action="store_true", help="leave sssegmentation out even where it imports")
     parser.add_argument("--train-child", choices=["sceneparse", "mmseg"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -317,6 +376,15 @@ def main() -> int:
         if not native_bf16():
             print("this CPU has no native bf16: the bf16 model variants are skipped (--dtypes fp32 bf16 forces them)")
     install_mmcv_ops_stand_in(args.psa_mask)
+    build_ssseg = None
+    if not args.no_ssseg:
+        try:
+            from ssseg_peer import build_ssseg, import_ssseg
+
+            import_ssseg()
+        except Exception as exc:  # not installed, or does not import here: the table leaves it out
+            build_ssseg = None
+            print(f"sssegmentation left out: {type(exc).__name__}: {exc}")
     import mmseg
 
     from sceneparse.config import load_preset
@@ -340,7 +408,8 @@ def main() -> int:
             parity[model_name] = relative_l2(ours(x)["out"], mm.encode_decode(x, metas))
         print(f"{model_name}: {gflop:.0f} GFLOP at {args.size}x{args.size}; sceneparse vs mmseg logits "
               f"relative L2 {parity[model_name]:.1e}", flush=True)
-        calls = variants_for(model_name, mm, ours, x, args.dtypes)
+        ss = build_ssseg(model_name) if build_ssseg is not None else None
+        calls = variants_for(model_name, mm, ours, x, args.dtypes, ss)
         with torch.inference_mode():
             times = time_alternating({name: call for name, (_, call) in calls.items()}, args.rounds, args.warmup,
                                      progress=False)
@@ -349,7 +418,7 @@ def main() -> int:
         for name, values in times.items():
             results.append(Timing(model_name, name, values, statistics.median(values), quartile_spread(values),
                                   gflop, calls[name][0]))
-        del mm, ours, calls
+        del mm, ours, calls, ss
 
     print()
     header = f"{'model':8} {'variant':38} {'median s':>9} {'IQR s':>7} {'img/s':>6} {'GFLOP/s':>8} " \

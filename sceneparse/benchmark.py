@@ -36,6 +36,7 @@ class BenchmarkSettings:
     compile: bool = False
     fuse_bn: bool = False  # inference only
     low_res_heads: bool = False  # inference only: heads convolve upsampled maps at low resolution
+    blocked_layout: bool = False  # inference only, CPU fp32 with fuse_bn: the trunk in oneDNN's blocked layout
     train: bool = False  # a full training step (forward, loss, backward, SGD update) instead of inference
     warmup: int = 3
     iters: int = 10
@@ -49,6 +50,10 @@ class BenchmarkSettings:
         if self.train and (self.fuse_bn or self.low_res_heads):
             raise ConfigError("--fuse-bn and --low-res-heads rewrite the model for inference; "
                               "they cannot be combined with --train")
+        if self.blocked_layout and (self.train or not self.fuse_bn or self.device != "cpu" or self.dtype != "fp32"
+                                    or self.channels_last or self.compile):
+            raise ConfigError("--blocked-layout is for CPU fp32 inference with --fuse-bn, "
+                              "without --channels-last, --compile or --train")
         if self.train and self.batch < 2:
             raise ConfigError("--train needs --batch 2 or more (BatchNorm in training mode needs several values)")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -145,7 +150,7 @@ def peak_rss_bytes() -> int:
 def inference_step(model: torch.nn.Module, x: torch.Tensor, settings: BenchmarkSettings) -> Callable[[], object]:
     """One forward of the fast inference path with these options."""
     fast = prepare_for_inference(model, settings.dtype, settings.channels_last, settings.fuse_bn, settings.compile,
-                                 low_res_heads=settings.low_res_heads)
+                                 low_res_heads=settings.low_res_heads, blocked_layout=settings.blocked_layout)
 
     def step() -> object:
         with torch.inference_mode():
@@ -179,7 +184,7 @@ def training_step(model: torch.nn.Module, x: torch.Tensor, preset: Preset,
     def step() -> object:
         with autocast_context(x.device.type, settings.dtype):
             out = run(x)
-        loss = criterion(out, labels)["loss"]
+        loss = criterion.consume(out, labels)["loss"]
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -236,7 +241,8 @@ def run_benchmark(preset: Preset, settings: BenchmarkSettings, progress: bool = 
 def format_result(result: BenchmarkResult) -> str:
     """A few aligned lines for the terminal."""
     s = result.settings
-    options = [s["dtype"]] + [name for name in ("channels_last", "fuse_bn", "low_res_heads", "compile") if s[name]]
+    options = [s["dtype"]] + [name for name in ("channels_last", "fuse_bn", "low_res_heads", "blocked_layout",
+                                                      "compile") if s[name]]
     what = "training step" if s["train"] else "inference"
     lines = [
         f"preset      {result.preset}",

@@ -38,8 +38,8 @@ def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_checkpoint(
     class PoisonedLoss(SegmentationLoss):
         calls = 0
 
-        def forward(self, outputs, label, reduce_counts=None):  # noqa: ANN001, ANN202
-            losses = super().forward(outputs, label, reduce_counts)
+        def consume(self, outputs, label, reduce_counts=None):  # noqa: ANN001, ANN202  (what the trainer calls)
+            losses = super().consume(outputs, label, reduce_counts)
             PoisonedLoss.calls += 1
             if PoisonedLoss.calls == poisoned_call:
                 losses["loss"] = losses["loss"] * float("nan")

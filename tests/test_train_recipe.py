@@ -22,6 +22,25 @@ def voc_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_voc(tmp_path_factory.mktemp("voc"))
 
 
+def test_consume_frees_each_logits_map_once_its_loss_is_computed() -> None:
+    """The training loop's form of the loss: same values, and the logits are let go (peak memory)."""
+    import gc
+    import weakref
+
+    criterion = SegmentationLoss(5)
+    label = torch.randint(0, 5, (2, 8, 8))
+    outputs = {"out": torch.randn(2, 5, 8, 8, requires_grad=True), "aux": torch.randn(2, 5, 8, 8)}
+    expected = criterion(outputs, label)
+    assert set(outputs) == {"out", "aux"}  # calling the loss leaves the outputs alone
+    seen = weakref.ref(outputs["aux"])
+    consumed = criterion.consume(outputs, label)
+    assert outputs == {}
+    gc.collect()
+    assert seen() is None  # nothing kept the aux logits alive (only its log-softmax, which is not this tensor)
+    for name in ("loss", "loss_decode", "loss_aux"):
+        assert torch.equal(consumed[name], expected[name])
+
+
 @pytest.mark.parametrize("kind", ["ce", "ohem"])
 def test_loss_over_two_shards_equals_the_loss_of_the_whole_batch(kind: str) -> None:
     # What two processes compute (each its half, counts summed over both) averages to one process's loss,

@@ -92,18 +92,28 @@ class SegmentationLoss(nn.Module):
 
     def forward(self, outputs: dict[str, torch.Tensor], label: torch.Tensor,
                 reduce_counts: CountReducer | None = None) -> dict[str, torch.Tensor]:
+        """The losses of `outputs` (left as they are; the training loop uses `consume`)."""
+        return self.consume(dict(outputs), label, reduce_counts)
+
+    def consume(self, outputs: dict[str, torch.Tensor], label: torch.Tensor,
+                reduce_counts: CountReducer | None = None) -> dict[str, torch.Tensor]:
         """{"loss": total, "loss_decode": ..., "loss_aux": ... (when the model has an aux head)}.
 
         Each term is (sum of pixel losses) / (labelled pixels of the global batch). `reduce_counts`
         sums the local counts over processes and returns (summed counts, number of processes); the
         loss is then scaled by the number of processes, so that DDP's gradient average equals the
         gradient of the global-batch mean (1 process with batch 2B == 2 processes with batch B).
+
+        `outputs` is emptied as the terms are computed, so each full-resolution logits map is freed
+        as soon as its loss has it (its log-softmax is what backward keeps): one logits-sized tensor
+        less at the peak of a training step, as in mmsegmentation, whose heads compute their loss
+        before the next head runs.
         """
         sums, counts, names = [], [], []
-        total_d, count_d = self.decode_loss(outputs["out"], label)
+        total_d, count_d = self.decode_loss(outputs.pop("out"), label)
         sums.append(total_d), counts.append(count_d), names.append("loss_decode")
         if "aux" in outputs:
-            total_a, count_a = cross_entropy_sum(outputs["aux"], label, self.ignore_index, self.class_weights)
+            total_a, count_a = cross_entropy_sum(outputs.pop("aux"), label, self.ignore_index, self.class_weights)
             sums.append(total_a), counts.append(count_a), names.append("loss_aux")
         count_tensor = torch.stack(counts)
         world = 1

@@ -352,7 +352,7 @@ def _forward_backward(run: _Run, batch: dict, dtype: torch.dtype, reduce_counts:
         image = image.contiguous(memory_format=torch.channels_last)
     with _autocast(run):
         outputs = run.model(image)
-    losses = run.criterion(outputs, label, reduce_counts)
+    losses = run.criterion.consume(outputs, label, reduce_counts)  # frees each logits map once used
     run.optimizer.zero_grad(set_to_none=True)
     if run.scaler is not None:
         run.scaler.scale(losses["loss"]).backward()
