@@ -201,3 +201,15 @@ def test_emulated_bf16_on_the_cpu_is_announced(caplog: pytest.LogCaptureFixture)
         prepare_for_inference(build_segmentor(tiny_config("pspnet")), dtype="bf16")
     warned = any("emulated" in record.getMessage() for record in caplog.records)
     assert warned == (not native_reduced_precision_cpu("bf16"))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (64, 80), (72, 88)])
+def test_fast_psa_head_halving_matches_the_bilinear_resize(size: tuple[int, int]) -> None:
+    """Even feature maps take the 2x2-average path, others the bilinear one: same logits either way."""
+    model = trained_looking("psanet")
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        reference = model(x)["out"]
+        fast = prepare_for_inference(model, fuse_bn=True, copy_model=True)
+        assert type(fast.model.decode_head).__name__ == "FastPSAHead"
+        assert relative_l2(fast(x)["out"], reference) < 1e-5

@@ -349,7 +349,16 @@ class FastUPerHead(UPerHead):
 
 
 class FastPSAHead(PSAHead):
-    """`PSAHead` whose bottleneck takes the projected attention map at its own (shrunk) size."""
+    """`PSAHead` whose bottleneck takes the projected attention map at its own (shrunk) size, and
+    whose halving of the reduced features is a 2x2 average where that is what the bilinear resize
+    computes (exactly half the size, align_corners False: each output samples the middle of a 2x2
+    block), which the CPU does without the copy its bilinear downsampling makes."""
+
+    def _to_shrunk(self, features: torch.Tensor, size: tuple[int, int], align: bool) -> torch.Tensor:
+        h, w = features.shape[-2:]
+        if not align and (h, w) == (2 * size[0], 2 * size[1]):
+            return F.avg_pool2d(features, 2)
+        return super()._to_shrunk(features, size, align)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = features[-1]

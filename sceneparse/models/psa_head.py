@@ -74,15 +74,19 @@ class PSAHead(SegHead):
         out = torch.bmm(feats.reshape(n, c, h * w), y.reshape(n, h * w, h * w))
         return out.reshape(n, c, h, w) * (1.0 / self.normalization_factor)
 
+    def _to_shrunk(self, features: torch.Tensor, size: tuple[int, int], align: bool) -> torch.Tensor:
+        """The reduced features at the shrunk size (bilinear, as the peers)."""
+        return resize(features, size, align)
+
     def attend_all(self, x: torch.Tensor) -> torch.Tensor:
         """The attention branches' output on the shrunk map (before `proj`)."""
         h, w, align = self._shrink(x.shape[-2], x.shape[-1])
         if self.psa_type == "bi-direction":
-            col = resize(self.reduce(x), (h, w), align)
-            dis = resize(self.reduce_p(x), (h, w), align)
+            col = self._to_shrunk(self.reduce(x), (h, w), align)
+            dis = self._to_shrunk(self.reduce_p(x), (h, w), align)
             return torch.cat([self._attend(col, self.attention, "collect", transpose_compact=False),
                               self._attend(dis, self.attention_p, "distribute", transpose_compact=True)], dim=1)
-        return self._attend(resize(self.reduce(x), (h, w), align), self.attention, self.psa_type,
+        return self._attend(self._to_shrunk(self.reduce(x), (h, w), align), self.attention, self.psa_type,
                             transpose_compact=self.psa_type == "collect")
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
