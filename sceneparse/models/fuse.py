@@ -1,6 +1,7 @@
 """Faster inference with the same answers: BatchNorm folded into convolutions, the heads'
-convolutions of upsampled maps done at low resolution, channels_last, reduced-precision autocast and
-`torch.compile`, all behind one function, `prepare_for_inference`.
+convolutions of upsampled maps done at low resolution, the CPU trunk in oneDNN's blocked layout
+(`sceneparse.models.blocked_layout`), channels_last, reduced-precision autocast and `torch.compile`,
+all behind one function, `prepare_for_inference`.
 
 Folding happens on a model whose weights are already loaded: the module tree (and so every weight
 name) is untouched until then. Each folded BatchNorm becomes an `nn.Identity` and its convolution
