@@ -184,7 +184,8 @@ def sceneparse_twin(preset: str, mmseg_model: nn.Module) -> nn.Module:
 
 
 def variants_for(model_name: str, mm: nn.Module, ours: nn.Module, x: torch.Tensor,
-                 dtypes: list[str], ssseg: nn.Module | None = None) -> dict[str, tuple[str, Callable[[], torch.Tensor]]]:
+                 dtypes: list[str], ssseg: nn.Module | None = None
+                 ) -> dict[str, tuple[str, Callable[[], torch.Tensor]]]:
     """name -> (dtype, call) of everything timed for one model (`ssseg`: sssegmentation's network, if built)."""
     from sceneparse.models.fuse import autocast_context, prepare_for_inference
 

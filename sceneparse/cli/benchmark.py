@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     size = args.size or (int(preset.data.crop_size[0]), int(preset.data.crop_size[1]))
     settings = BenchmarkSettings(size=size, batch=args.batch, device=args.device, dtype=args.dtype,
                                  channels_last=args.channels_last, compile=args.compile, fuse_bn=args.fuse_bn,
-                                 low_res_heads=args.low_res_heads, blocked_layout=args.blocked_layout, train=args.train, warmup=args.warmup, iters=args.iters)
+                                 low_res_heads=args.low_res_heads, blocked_layout=args.blocked_layout,
+                                 train=args.train, warmup=args.warmup, iters=args.iters)
     result = run_benchmark(preset, settings, progress=not args.json)
     print(json.dumps(asdict(result), indent=2) if args.json else format_result(result))
     return 0

@@ -172,8 +172,10 @@ def blocked_layout_applies(model: nn.Module, device: torch.device, dtype: str, c
     """Whether `BlockedBackbone` can run this model's trunk with these options, and if not, why."""
     if device.type != "cpu" or dtype != "fp32":
         return False, f"it is for fp32 on the CPU (got {dtype} on {device.type})"
-    if channels_last or compile:
-        return False, "it replaces channels_last and cannot be traced by torch.compile"
+    if channels_last:
+        return False, "it is a memory layout of its own, an alternative to channels_last"
+    if compile:
+        return False, "torch.compile cannot trace oneDNN's blocked tensors"
     if not fuse_bn:
         return False, "it needs the BatchNorms folded (fuse_bn=True)"
     if not isinstance(getattr(model, "backbone", None), ResNet):
