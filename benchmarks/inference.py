@@ -4,9 +4,10 @@
 
 For PSPNet R-50-D8, PSANet R-50-D8 and UPerNet R-50-D8 (ADE20K, 150 classes) it times the eager
 model and each option of `sceneparse.models.fuse.prepare_for_inference` (BatchNorm folding, the
-heads' low-resolution convolutions, channels_last, bf16 autocast), alternating between variants
-call by call, and prints each median, its spread and its ratio to eager, plus the largest
-relative L2 (fp32) or argmax disagreement (bf16) of the variant's logits against eager's.
+heads' low-resolution convolutions, the blocked trunk, the heads' Winograd convolutions,
+channels_last, bf16 autocast), alternating between variants call by call, and prints each median,
+its spread and its ratio to eager, plus the largest relative L2 (fp32) or argmax disagreement
+(bf16) of the variant's logits against eager's.
 bf16 runs only where the CPU has native bf16 kernels, or with --bf16 (it is emulated elsewhere,
 and far slower than fp32).
 """
@@ -36,10 +37,12 @@ PRESETS = {
 
 # variant -> prepare_for_inference options
 VARIANTS = {
-    "fused BN": dict(fuse_bn=True, low_res_heads=False, blocked_layout=False),
-    "low-res heads": dict(fuse_bn=False, low_res_heads=True),
-    "fused BN + low-res heads": dict(fuse_bn=True, low_res_heads=True, blocked_layout=False),
-    "fused + low-res + blocked trunk": dict(fuse_bn=True, low_res_heads=True, blocked_layout=True),
+    "fused BN": dict(fuse_bn=True, low_res_heads=False, blocked_layout=False, winograd=False),
+    "low-res heads": dict(fuse_bn=False, low_res_heads=True, winograd=False),
+    "fused BN + low-res heads": dict(fuse_bn=True, low_res_heads=True, blocked_layout=False, winograd=False),
+    "fused + low-res + blocked trunk": dict(fuse_bn=True, low_res_heads=True, blocked_layout=True, winograd=False),
+    "fused + low-res + blocked + Winograd": dict(fuse_bn=True, low_res_heads=True, blocked_layout=True,
+                                                 winograd=True),
     "fused + low-res + channels_last": dict(fuse_bn=True, low_res_heads=True, channels_last=True),
 }
 

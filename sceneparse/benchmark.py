@@ -37,6 +37,7 @@ class BenchmarkSettings:
     fuse_bn: bool = False  # inference only
     low_res_heads: bool = False  # inference only: heads convolve upsampled maps at low resolution
     blocked_layout: bool = False  # inference only, CPU fp32 with fuse_bn: the trunk in oneDNN's blocked layout
+    winograd: bool = False  # inference only, CPU fp32: the heads' wide 3x3 convolutions by Winograd (NNPACK)
     train: bool = False  # a full training step (forward, loss, backward, SGD update) instead of inference
     warmup: int = 3
     iters: int = 10
@@ -54,6 +55,9 @@ class BenchmarkSettings:
                                     or self.channels_last or self.compile):
             raise ConfigError("--blocked-layout is for CPU fp32 inference with --fuse-bn, "
                               "without --channels-last, --compile or --train")
+        if self.winograd and (self.train or self.device != "cpu" or self.dtype != "fp32" or self.channels_last
+                              or self.compile):
+            raise ConfigError("--winograd is for CPU fp32 inference, without --channels-last, --compile or --train")
         if self.train and self.batch < 2:
             raise ConfigError("--train needs --batch 2 or more (BatchNorm in training mode needs several values)")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -150,7 +154,8 @@ def peak_rss_bytes() -> int:
 def inference_step(model: torch.nn.Module, x: torch.Tensor, settings: BenchmarkSettings) -> Callable[[], object]:
     """One forward of the fast inference path with these options."""
     fast = prepare_for_inference(model, settings.dtype, settings.channels_last, settings.fuse_bn, settings.compile,
-                                 low_res_heads=settings.low_res_heads, blocked_layout=settings.blocked_layout)
+                                 low_res_heads=settings.low_res_heads, blocked_layout=settings.blocked_layout,
+                                 winograd=settings.winograd)
 
     def step() -> object:
         with torch.inference_mode():
@@ -242,7 +247,7 @@ def format_result(result: BenchmarkResult) -> str:
     """A few aligned lines for the terminal."""
     s = result.settings
     options = [s["dtype"]] + [name for name in ("channels_last", "fuse_bn", "low_res_heads", "blocked_layout",
-                                                      "compile") if s[name]]
+                                                      "winograd", "compile") if s[name]]
     what = "training step" if s["train"] else "inference"
     lines = [
         f"preset      {result.preset}",

@@ -41,7 +41,7 @@ def test_json_result_is_consistent(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("options", [["--fuse-bn", "--channels-last", "--low-res-heads"], ["--dtype", "bf16"],
-                                     ["--train", "--batch", "2"], ["--fuse-bn", "--low-res-heads", "--blocked-layout"]])
+                                     ["--train", "--batch", "2"], ["--fuse-bn", "--low-res-heads", "--blocked-layout", "--winograd"]])
 def test_options_run_and_are_recorded(capsys: pytest.CaptureFixture[str], options: list[str]) -> None:
     result = run_cli_json(capsys, *options)
     settings = result["settings"]
@@ -49,6 +49,7 @@ def test_options_run_and_are_recorded(capsys: pytest.CaptureFixture[str], option
     assert settings["low_res_heads"] == ("--low-res-heads" in options)
     assert settings["channels_last"] == ("--channels-last" in options)
     assert settings["blocked_layout"] == ("--blocked-layout" in options)
+    assert settings["winograd"] == ("--winograd" in options)
     assert settings["train"] == ("--train" in options)
     assert settings["dtype"] == ("bf16" if "bf16" in options else "fp32")
     assert all(t > 0 for t in result["times_s"])
@@ -84,6 +85,8 @@ def test_human_readable_output(capsys: pytest.CaptureFixture[str]) -> None:
     (BenchmarkSettings(train=True, batch=1), "--batch 2"),
     (BenchmarkSettings(blocked_layout=True), "--blocked-layout"),  # needs --fuse-bn
     (BenchmarkSettings(blocked_layout=True, fuse_bn=True, channels_last=True), "--blocked-layout"),
+    (BenchmarkSettings(winograd=True, dtype="bf16"), "--winograd"),
+    (BenchmarkSettings(winograd=True, train=True, batch=2), "--winograd"),
     (BenchmarkSettings(dtype="int8"), "--dtype"),
     (BenchmarkSettings(device="tpu"), "--device tpu"),
 ])

@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="heads convolve upsampled maps at low resolution (inference; same answers)")
     p.add_argument("--blocked-layout", action="store_true",
                    help="run the ResNet trunk in oneDNN's blocked layout (CPU fp32 with --fuse-bn; same answers)")
+    p.add_argument("--winograd", action="store_true",
+                   help="the heads' wide 3x3 convolutions by Winograd (CPU fp32; rounding as oneDNN's own)")
     p.add_argument("--train", action="store_true", help="time a full training step instead of inference")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations first (default 3)")
     p.add_argument("--iters", type=int, default=10, help="timed iterations (default 10)")
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchmarkSettings(size=size, batch=args.batch, device=args.device, dtype=args.dtype,
                                  channels_last=args.channels_last, compile=args.compile, fuse_bn=args.fuse_bn,
                                  low_res_heads=args.low_res_heads, blocked_layout=args.blocked_layout,
+                                 winograd=args.winograd,
                                  train=args.train, warmup=args.warmup, iters=args.iters)
     result = run_benchmark(preset, settings, progress=not args.json)
     print(json.dumps(asdict(result), indent=2) if args.json else format_result(result))

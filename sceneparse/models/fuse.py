@@ -1,7 +1,8 @@
 """Faster inference with the same answers: BatchNorm folded into convolutions, the heads'
 convolutions of upsampled maps done at low resolution, the CPU trunk in oneDNN's blocked layout
-(`sceneparse.models.blocked_layout`), channels_last, reduced-precision autocast and `torch.compile`,
-all behind one function, `prepare_for_inference`.
+(`sceneparse.models.blocked_layout`), the heads' wide 3x3 convolutions by Winograd on AVX2 CPUs
+(`sceneparse.models.winograd`), channels_last, reduced-precision autocast and `torch.compile`, all
+behind one function, `prepare_for_inference`.
 
 Folding happens on a model whose weights are already loaded: the module tree (and so every weight
 name) is untouched until then. Each folded BatchNorm becomes an `nn.Identity` and its convolution
@@ -36,6 +37,13 @@ from sceneparse.models.ppm import PyramidPooling
 from sceneparse.models.psa_head import PSAHead
 from sceneparse.models.resnet import ResNet
 from sceneparse.models.uper_head import UPerHead
+from sceneparse.models.winograd import (
+    WinogradConv2d,
+    conv3x3_same,
+    use_winograd,
+    winograd_available,
+    winograd_by_default,
+)
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +193,30 @@ def blocked_layout_applies(model: nn.Module, device: torch.device, dtype: str, c
     return True, ""
 
 
+def winograd_applies(model: nn.Module, device: torch.device, dtype: str, channels_last: bool,
+                     compile: bool | str) -> tuple[bool, str]:
+    """Whether the heads' 3x3 convolutions can run by Winograd (`sceneparse.models.winograd`), and if not, why."""
+    if device.type != "cpu" or dtype != "fp32":
+        return False, f"it is for fp32 on the CPU (got {dtype} on {device.type})"
+    if channels_last:
+        return False, "NNPACK's kernel takes NCHW, not channels_last"
+    if compile:
+        return False, "torch.compile traces the ordinary convolution instead"
+    if getattr(model, "decode_head", None) is None:
+        return False, "it is for a segmentor's decode head"
+    if not winograd_available():
+        return False, "this PyTorch build has no NNPACK"
+    return True, ""
+
+
 def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: bool = False,
                           fuse_bn: bool = False, compile: bool | str = False, copy_model: bool = False,
-                          low_res_heads: bool | None = None, blocked_layout: bool | None = None) -> InferenceModel:
+                          low_res_heads: bool | None = None, blocked_layout: bool | None = None,
+                          winograd: bool | None = None) -> InferenceModel:
     """The fast inference path: eval mode, optional BN folding, channels_last, autocast, compile,
-    (`low_res_heads`) the heads' 3x3 convolutions of upsampled maps computed at low resolution, and
-    (`blocked_layout`) the ResNet trunk run in oneDNN's blocked layout on the CPU.
+    (`low_res_heads`) the heads' 3x3 convolutions of upsampled maps computed at low resolution,
+    (`blocked_layout`) the ResNet trunk run in oneDNN's blocked layout on the CPU, and (`winograd`)
+    the heads' wide 3x3 convolutions by Winograd on the CPU.
 
     Load the weights before calling this. The model is changed in place (eval mode, folded BNs,
     memory format) unless `copy_model`, which leaves the caller's model as it was. Outputs are
@@ -198,7 +224,9 @@ def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: 
     fp16 by reduced precision. `compile` is True (inductor) or a `torch.compile` backend name.
     `low_res_heads` None chooses by `low_res_heads_pay_off` for the model's device. `blocked_layout`
     None turns it on where it applies: a sceneparse ResNet trunk, on the CPU, fp32, `fuse_bn`, neither
-    channels_last nor compile (`sceneparse.models.blocked_layout`; identical outputs).
+    channels_last nor compile (`sceneparse.models.blocked_layout`; identical outputs). `winograd` None
+    turns it on for CPU fp32 on AVX2 CPUs, neither channels_last nor compile
+    (`sceneparse.models.winograd`; outputs differ by rounding, as oneDNN's own).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -223,6 +251,13 @@ def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: 
         blocked_layout = blocked_ok
     if blocked_layout:
         model.backbone = BlockedBackbone(model.backbone)
+    winograd_ok, why_not = winograd_applies(model, device, dtype, channels_last, compile)
+    if winograd and not winograd_ok:
+        raise ValueError(f"winograd=True does not apply here: {why_not}")
+    if winograd is None:
+        winograd = winograd_ok and winograd_by_default()
+    if winograd:
+        use_winograd(model.decode_head)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     compiled = None
@@ -309,7 +344,10 @@ def bottleneck_of_concat(bottleneck: nn.Module, full: list[torch.Tensor], small:
     widths = tuple(t.shape[1] for t in full) + tuple(t.shape[1] for t in small)
     full_weight, small_taps = split_bottleneck_weight(conv, widths, len(full))
     x = torch.cat(full, dim=1) if len(full) > 1 else full[0]
-    out = F.conv2d(x, full_weight, conv.bias, padding=1)
+    if isinstance(conv, WinogradConv2d):
+        out = conv3x3_same(x, full_weight, conv.bias)
+    else:
+        out = F.conv2d(x, full_weight, conv.bias, padding=1)
     parts = torch.split(conv.weight, list(widths), dim=1)[len(full):]
     for z, weight, taps in zip(small, parts, small_taps):
         if tuple(z.shape[-2:]) == tuple(size):
