@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sceneparse.models import build_segmentor, winograd
-from sceneparse.models.fuse import prepare_for_inference
+from sceneparse.models.fuse import prepare_for_inference, upsample_for_winograd
 from sceneparse.models.winograd import WinogradConv2d, conv3x3_same, winograd_available
 from tests.conftest import tiny_config
 from tests.test_fast_inference import ARCHS, relative_l2, trained_looking
@@ -93,6 +93,16 @@ def test_prepared_models_give_the_eager_answers(name: str, low_res_heads: bool, 
     assert not any(isinstance(m, WinogradConv2d) for m in fast.model.backbone.modules())
     assert nnpack_calls  # the bottleneck (and UPerNet's FPN convolutions) took the Winograd path
     assert relative_l2(out, reference) < 1e-5
+
+
+@pytest.mark.parametrize("shape,expected", [
+    ((1, 512, 64, 64), True),  # UPerNet's 1/8 FPN level into the 1/4 one: upsampled, one Winograd convolution
+    ((1, 2048, 34, 34), False),  # PSANet's projected attention map: wide, kept to its taps
+    ((1, 512, 32, 32), False),  # a quarter of the size: the taps
+])
+def test_which_small_inputs_are_upsampled_for_winograd(shape: tuple[int, ...], expected: bool) -> None:
+    size = (128, 128) if shape[1] == 512 else (64, 64)
+    assert upsample_for_winograd(torch.empty(shape, device="meta"), size) == expected
 
 
 def test_winograd_is_refused_where_it_cannot_run() -> None:
