@@ -133,3 +133,20 @@ def test_a_prepared_model_exports_and_onnx_runtime_agrees(tmp_path: Path, any_si
     with torch.no_grad():
         expected = fast(x)["out"]
     assert relative_l2(torch.from_numpy(runner.run(x.numpy())), expected) < 1e-4
+
+
+def test_first_call_in_a_fresh_process_initialises_nnpack() -> None:
+    """NNPACK's kernel fails until NNPACK is initialised; `conv3x3_same` must not depend on someone else doing it."""
+    import subprocess
+    import sys
+
+    code = ("import torch, torch.nn.functional as F\n"
+            "from sceneparse.models.winograd import conv3x3_same\n"
+            "x, w = torch.randn(1, 256, 48, 48), torch.randn(256, 256, 3, 3) / 48\n"
+            "with torch.no_grad():\n"
+            "    out, ref = conv3x3_same(x, w, None), F.conv2d(x, w, None, padding=1)\n"
+            "print(float((out - ref).norm() / ref.norm()))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-5

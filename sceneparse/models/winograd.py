@@ -54,7 +54,8 @@ def can_run(x: torch.Tensor, weight: torch.Tensor) -> bool:
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         return False  # NNPACK's kernel has no backward here
     return (x.device.type == "cpu" and x.layout == torch.strided and x.dim() == 4
-            and x.dtype == torch.float32 and weight.dtype == torch.float32)
+            and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and winograd_available())  # NNPACK's kernel fails until this has initialised it
 
 
 def conv3x3_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
