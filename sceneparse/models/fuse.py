@@ -175,38 +175,43 @@ def low_res_heads_pay_off(device: torch.device, dtype: str, matmul_tf32: bool | 
     return matmul_tf32 or not conv_tf32
 
 
+def cpu_fp32_eager_nchw(device: torch.device, dtype: str, channels_last: bool, compile: bool | str) -> str:
+    """Why an option that runs its own CPU kernels eagerly on NCHW fp32 tensors does not apply ('' if it does).
+
+    The blocked trunk and Winograd both call oneDNN / NNPACK directly: neither has a reduced-precision
+    or GPU form here, neither takes channels_last tensors, and `torch.compile` would trace around them.
+    """
+    if device.type != "cpu" or dtype != "fp32":
+        return f"it is for fp32 on the CPU (got {dtype} on {device.type})"
+    if channels_last:
+        return "it runs on NCHW tensors, not channels_last"
+    if compile:
+        return "torch.compile does not trace its kernels"
+    return ""
+
+
 def blocked_layout_applies(model: nn.Module, device: torch.device, dtype: str, channels_last: bool,
                            fuse_bn: bool, compile: bool | str) -> tuple[bool, str]:
     """Whether `BlockedBackbone` can run this model's trunk with these options, and if not, why."""
-    if device.type != "cpu" or dtype != "fp32":
-        return False, f"it is for fp32 on the CPU (got {dtype} on {device.type})"
-    if channels_last:
-        return False, "it is a memory layout of its own, an alternative to channels_last"
-    if compile:
-        return False, "torch.compile cannot trace oneDNN's blocked tensors"
-    if not fuse_bn:
-        return False, "it needs the BatchNorms folded (fuse_bn=True)"
-    if not isinstance(getattr(model, "backbone", None), ResNet):
-        return False, "it is for sceneparse's ResNet trunks"
-    if not blocked_layout_available():
-        return False, "this PyTorch build has no oneDNN CPU kernels"
-    return True, ""
+    why_not = cpu_fp32_eager_nchw(device, dtype, channels_last, compile)
+    if not why_not and not fuse_bn:
+        why_not = "it needs the BatchNorms folded (fuse_bn=True)"
+    if not why_not and not isinstance(getattr(model, "backbone", None), ResNet):
+        why_not = "it is for sceneparse's ResNet trunks"
+    if not why_not and not blocked_layout_available():
+        why_not = "this PyTorch build has no oneDNN CPU kernels"
+    return not why_not, why_not
 
 
 def winograd_applies(model: nn.Module, device: torch.device, dtype: str, channels_last: bool,
                      compile: bool | str) -> tuple[bool, str]:
     """Whether the heads' 3x3 convolutions can run by Winograd (`sceneparse.models.winograd`), and if not, why."""
-    if device.type != "cpu" or dtype != "fp32":
-        return False, f"it is for fp32 on the CPU (got {dtype} on {device.type})"
-    if channels_last:
-        return False, "NNPACK's kernel takes NCHW, not channels_last"
-    if compile:
-        return False, "torch.compile traces the ordinary convolution instead"
-    if getattr(model, "decode_head", None) is None:
-        return False, "it is for a segmentor's decode head"
-    if not winograd_available():
-        return False, "this PyTorch build has no NNPACK"
-    return True, ""
+    why_not = cpu_fp32_eager_nchw(device, dtype, channels_last, compile)
+    if not why_not and getattr(model, "decode_head", None) is None:
+        why_not = "it is for a segmentor's decode head"
+    if not why_not and not winograd_available():
+        why_not = "this PyTorch build has no NNPACK"
+    return not why_not, why_not
 
 
 def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: bool = False,
