@@ -3,8 +3,9 @@
 oneDNN computes a 3x3 convolution directly: 9 multiply-adds per output, input channel and output
 channel. Winograd's F(6x6, 3x3) transforms 8x8 input tiles and the kernel so that a 6x6 output
 tile takes 64 multiplies instead of 324. PyTorch's x86 wheels ship it, in NNPACK
-(`torch.backends.nnpack.is_available()`). On a 2-core Zen 2 (AVX2), the heads' convolutions ran 2-3x faster: PSPNet's and PSANet's 2048 -> 512 at
-64x64, UPerNet's 512 -> 512 at 128x128 (docs/benchmarks.md).
+(`torch.backends.nnpack.is_available()`). On a 2-core Zen 2 (AVX2), the heads' convolutions ran
+2-3x faster: PSPNet's and PSANet's 2048 -> 512 at 64x64, UPerNet's 512 -> 512 at 128x128
+(docs/benchmarks.md).
 
 Rounding differs from oneDNN's, not the result: against float64, these long sums come out of
 oneDNN with a relative L2 error of 1.5-3e-6 and out of Winograd with 3-3.5e-6, within the fp32
