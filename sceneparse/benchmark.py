@@ -182,13 +182,13 @@ def training_step(model: torch.nn.Module, x: torch.Tensor, preset: Preset,
     optimizer = build_optimizer(model, cfg)
     scheduler = PolyLR(optimizer, 1_000_000, cfg.lr_power, cfg.min_lr)
     criterion = build_criterion(cfg, preset.model.num_classes, preset.data.ignore_index,
-                                preset.model.aux_head.loss_weight).to(x.device)
+                                preset.model.aux_head.loss_weight, preset.model.align_corners).to(x.device)
     scaler = torch.amp.GradScaler(x.device.type) if settings.dtype == "fp16" else None
     labels = torch.randint(0, preset.model.num_classes, (x.shape[0], *x.shape[-2:]), device=x.device)
 
     def step() -> object:
         with autocast_context(x.device.type, settings.dtype):
-            out = run(x)
+            out = run(x, upsample=False)
         loss = criterion.consume(out, labels)["loss"]
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:

@@ -45,8 +45,8 @@ def test_nan_loss_stops_naming_the_iteration_and_keeps_the_last_checkpoint(
                 losses["loss"] = losses["loss"] * float("nan")
             return losses
 
-    def build(train_cfg, num_classes, ignore_index, aux_weight):  # noqa: ANN001, ANN202
-        return PoisonedLoss(num_classes, ignore_index, aux_weight)
+    def build(train_cfg, num_classes, ignore_index, aux_weight, align_corners):  # noqa: ANN001, ANN202
+        return PoisonedLoss(num_classes, ignore_index, aux_weight, align_corners=align_corners)
 
     monkeypatch.setattr(trainer, "build_criterion", build)
     cfg = tiny_preset("train.max_iters=10", "train.checkpoint_interval=2", "train.eval_interval=0")

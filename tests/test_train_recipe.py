@@ -132,3 +132,27 @@ def test_a_checkpoint_rebuilds_its_own_model_without_the_preset(voc_root: Path, 
     assert segmenter.preset.model.backbone.base_channels == 8 and segmenter.num_classes == 21
     labels = segmenter.predict(np.zeros((40, 56, 3), dtype=np.uint8))
     assert labels.shape == (40, 56)
+
+
+def test_the_training_loop_scores_the_heads_own_logits(voc_root: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop hands the loss the heads' logits, not upsampled ones (the loss upsamples band by band)."""
+    from sceneparse.engine import trainer
+
+    seen: list[tuple[tuple[int, ...], tuple[int, ...], bool]] = []
+
+    class Recording(SegmentationLoss):
+        def consume(self, outputs, label, reduce_counts=None):  # noqa: ANN001, ANN202  (what the trainer calls)
+            seen.append((tuple(outputs["out"].shape[-2:]), tuple(label.shape[-2:]), self.align_corners))
+            return super().consume(outputs, label, reduce_counts)
+
+    def build(train_cfg, num_classes, ignore_index, aux_weight, align_corners):  # noqa: ANN001, ANN202
+        return Recording(num_classes, ignore_index, aux_weight, align_corners=align_corners)
+
+    monkeypatch.setattr(trainer, "build_criterion", build)
+    cfg = tiny_preset("train.max_iters=2", "train.eval_interval=0", "model.align_corners=true")
+    train(cfg, TrainOptions(work_dir=str(tmp_path), data_root=str(voc_root), progress=False))
+    assert len(seen) == 2
+    for logits_size, label_size, align_corners in seen:
+        assert logits_size[0] * 8 == label_size[0] and logits_size[1] * 8 == label_size[1]  # output stride 8
+        assert align_corners is True  # the model's, from the preset

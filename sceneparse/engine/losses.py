@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sceneparse.config.schema import TrainConfig
+from sceneparse.engine.upsampled_loss import upsampled_cross_entropy_sum, upsampled_true_class_probability
 from sceneparse.errors import ConfigError
 
 # (local counts) -> (counts summed over processes, number of processes)
@@ -33,29 +34,46 @@ def cross_entropy(logits: torch.Tensor, label: torch.Tensor, ignore_index: int,
 
 
 def cross_entropy_sum(logits: torch.Tensor, label: torch.Tensor, ignore_index: int,
-                      weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      weight: torch.Tensor | None = None, align_corners: bool | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of the pixel losses, sum of their weights): the mean's parts, so several processes can
-    divide by the count of the whole global batch, as one process holding it would."""
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()  # autocast hands over half-precision logits; the loss is summed in float32
-    pixel = F.cross_entropy(logits, label, weight=weight, ignore_index=ignore_index, reduction="none")
+    divide by the count of the whole global batch, as one process holding it would.
+
+    Logits smaller than the label are the heads' own (`Segmentor(..., upsample=False)`): they are
+    upsampled bilinearly with `align_corners` band by band inside the loss
+    (`sceneparse.engine.upsampled_loss`), so the full-resolution map is never held.
+    """
+    if logits.shape[-2:] != label.shape[-2:]:
+        if align_corners is None:
+            raise ValueError(f"logits of size {tuple(logits.shape[-2:])} for labels of size "
+                             f"{tuple(label.shape[-2:])}: give align_corners to upsample them")
+        total = upsampled_cross_entropy_sum(logits, label, align_corners, ignore_index, weight)
+    else:
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()  # autocast hands over half-precision logits; the loss is summed in float32
+        total = F.cross_entropy(logits, label, weight=weight, ignore_index=ignore_index, reduction="sum")
     valid = label != ignore_index
     if weight is None:
-        denominator = valid.sum().to(pixel.dtype)
+        denominator = valid.sum().to(total.dtype)
     else:
         safe_label = torch.where(valid, label, torch.zeros_like(label))
         denominator = (weight[safe_label] * valid).sum()
-    return pixel.sum(), denominator.detach()  # ignored pixels are 0 and still carry the graph (DDP)
+    return total, denominator.detach()  # ignored pixels add 0 and the sum still carries the graph (DDP)
 
 
 @torch.no_grad()
 def ohem_mask(logits: torch.Tensor, label: torch.Tensor, ignore_index: int, thresh: float,
-              min_kept: int) -> torch.Tensor:
-    """The pixels OHEM keeps: true-class probability below max(thresh, the min_kept-th smallest)."""
+              min_kept: int, align_corners: bool | None = None) -> torch.Tensor:
+    """The pixels OHEM keeps: true-class probability below max(thresh, the min_kept-th smallest).
+    Logits smaller than the label are upsampled with `align_corners`, band by band."""
     valid = label != ignore_index
-    prob = logits.float().softmax(dim=1)
-    safe_label = torch.where(valid, label, torch.zeros_like(label))
-    true_prob = prob.gather(1, safe_label.unsqueeze(1)).squeeze(1)
+    if logits.shape[-2:] != label.shape[-2:]:
+        if align_corners is None:
+            raise ValueError("OHEM on logits smaller than the label needs align_corners to upsample them")
+        true_prob = upsampled_true_class_probability(logits, label, align_corners, ignore_index)
+    else:
+        safe_label = torch.where(valid, label, torch.zeros_like(label))
+        true_prob = logits.float().softmax(dim=1).gather(1, safe_label.unsqueeze(1)).squeeze(1)
     valid_probs = true_prob[valid]
     if valid_probs.numel() == 0:
         return valid
@@ -69,7 +87,7 @@ class SegmentationLoss(nn.Module):
 
     def __init__(self, num_classes: int, ignore_index: int = 255, aux_weight: float = 0.4, kind: str = "ce",
                  class_weights: list[float] | None = None, ohem_thresh: float = 0.7,
-                 ohem_min_kept: int = 100000) -> None:
+                 ohem_min_kept: int = 100000, align_corners: bool | None = None) -> None:
         super().__init__()
         if kind not in ("ce", "ohem"):
             raise ConfigError(f"train.loss = {kind!r}: expected 'ce' or 'ohem'")
@@ -81,14 +99,16 @@ class SegmentationLoss(nn.Module):
         self.kind = kind
         self.ohem_thresh = ohem_thresh
         self.ohem_min_kept = ohem_min_kept
+        self.align_corners = align_corners  # the model's: how logits smaller than the label are upsampled
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weight, persistent=False)
 
     def decode_loss(self, logits: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "ohem":
-            keep = ohem_mask(logits, label, self.ignore_index, self.ohem_thresh, self.ohem_min_kept)
+            keep = ohem_mask(logits, label, self.ignore_index, self.ohem_thresh, self.ohem_min_kept,
+                             self.align_corners)
             label = torch.where(keep, label, torch.full_like(label, self.ignore_index))
-        return cross_entropy_sum(logits, label, self.ignore_index, self.class_weights)
+        return cross_entropy_sum(logits, label, self.ignore_index, self.class_weights, self.align_corners)
 
     def forward(self, outputs: dict[str, torch.Tensor], label: torch.Tensor,
                 reduce_counts: CountReducer | None = None) -> dict[str, torch.Tensor]:
@@ -113,7 +133,8 @@ class SegmentationLoss(nn.Module):
         total_d, count_d = self.decode_loss(outputs.pop("out"), label)
         sums.append(total_d), counts.append(count_d), names.append("loss_decode")
         if "aux" in outputs:
-            total_a, count_a = cross_entropy_sum(outputs.pop("aux"), label, self.ignore_index, self.class_weights)
+            total_a, count_a = cross_entropy_sum(outputs.pop("aux"), label, self.ignore_index, self.class_weights,
+                                                 self.align_corners)
             sums.append(total_a), counts.append(count_a), names.append("loss_aux")
         count_tensor = torch.stack(counts)
         world = 1
@@ -127,6 +148,7 @@ class SegmentationLoss(nn.Module):
         return {"loss": total, **parts}
 
 
-def build_criterion(train: TrainConfig, num_classes: int, ignore_index: int, aux_weight: float) -> SegmentationLoss:
+def build_criterion(train: TrainConfig, num_classes: int, ignore_index: int, aux_weight: float,
+                    align_corners: bool | None = None) -> SegmentationLoss:
     return SegmentationLoss(num_classes, ignore_index, aux_weight, train.loss, list(train.class_weights),
-                            train.ohem_thresh, train.ohem_min_kept)
+                            train.ohem_thresh, train.ohem_min_kept, align_corners)

@@ -172,8 +172,8 @@ def _build(cfg: Preset, options: TrainOptions, info: DistInfo) -> _Run:
     optimizer = build_optimizer(net, t)
     scheduler = PolyLR(optimizer, max_iters, t.lr_power, t.min_lr, t.warmup_iters, t.warmup_ratio)
     scaler = torch.amp.GradScaler(info.device.type) if t.amp == "fp16" else None
-    criterion = build_criterion(t, cfg.model.num_classes, cfg.data.ignore_index,
-                                cfg.model.aux_head.loss_weight).to(info.device)
+    criterion = build_criterion(t, cfg.model.num_classes, cfg.data.ignore_index, cfg.model.aux_head.loss_weight,
+                                cfg.model.align_corners).to(info.device)
     return _Run(cfg, info, Path(options.work_dir), train_set, val_set, loader, net, net, criterion, optimizer,
                 scheduler, scaler, iters_per_epoch, max_iters, t.eval_interval * unit, t.checkpoint_interval * unit)
 
@@ -351,8 +351,8 @@ def _forward_backward(run: _Run, batch: dict, dtype: torch.dtype, reduce_counts:
     if run.cfg.train.channels_last:
         image = image.contiguous(memory_format=torch.channels_last)
     with _autocast(run):
-        outputs = run.model(image)
-    losses = run.criterion.consume(outputs, label, reduce_counts)  # frees each logits map once used
+        outputs = run.model(image, upsample=False)  # the heads' logits: the loss upsamples them band by band
+    losses = run.criterion.consume(outputs, label, reduce_counts)
     run.optimizer.zero_grad(set_to_none=True)
     if run.scaler is not None:
         run.scaler.scale(losses["loss"]).backward()

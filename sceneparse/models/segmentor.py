@@ -1,7 +1,8 @@
 """A segmentor is a backbone, a decode head and an optional auxiliary head.
 
 `forward` takes a normalised float batch (N x 3 x H x W) and returns a dict of logits at the input
-resolution: "out" always, "aux" in training mode when there is an auxiliary head. Losses live in the
+resolution (or the heads' own, with `upsample=False`): "out" always, "aux" in training mode when
+there is an auxiliary head. Losses live in the
 engine; test-time modes (slide, multi-scale + flip) live in `sceneparse.models.inference`.
 """
 from __future__ import annotations
@@ -22,10 +23,14 @@ class Segmentor(nn.Module):
         self.num_classes = num_classes
         self.align_corners = align_corners
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, upsample: bool = True) -> dict[str, torch.Tensor]:
+        """Logits at the input size; with `upsample=False` at the heads' own size (the training loop's
+        loss upsamples them band by band, `sceneparse.engine.upsampled_loss`, to save memory)."""
         size = x.shape[-2:]
         features = self.backbone(x)
-        result = {"out": resize(self.decode_head(features), size, self.align_corners)}
+        logits = {"out": self.decode_head(features)}
         if self.training and self.aux_head is not None:
-            result["aux"] = resize(self.aux_head(features), size, self.align_corners)
-        return result
+            logits["aux"] = self.aux_head(features)
+        if not upsample:
+            return logits
+        return {name: resize(value, size, self.align_corners) for name, value in logits.items()}
