@@ -9,6 +9,12 @@ one a single process holding the whole batch would compute.
 Options: per-class weights on both heads, and online hard example mining (OHEM) on the decode
 head as mmsegmentation's OHEMPixelSampler: keep the pixels whose probability of the true class
 is below `thresh`, and at least `min_kept` pixels per image (the hardest ones).
+
+The training loop passes the heads' own logits (1/8 of the input size): the loss upsamples them to
+the label's size band by band (`sceneparse.engine.upsampled_loss`), the same numbers without ever
+holding the full-resolution logits, their log-softmax and their gradients (PSPNet, UPerNet and
+PSANet at 256x256, batch 2: 120-160 MiB less at the step's peak). Logits already at the label's
+size are scored directly.
 """
 from __future__ import annotations
 
@@ -124,10 +130,8 @@ class SegmentationLoss(nn.Module):
         loss is then scaled by the number of processes, so that DDP's gradient average equals the
         gradient of the global-batch mean (1 process with batch 2B == 2 processes with batch B).
 
-        `outputs` is emptied as the terms are computed, so each full-resolution logits map is freed
-        as soon as its loss has it (its log-softmax is what backward keeps): one logits-sized tensor
-        less at the peak of a training step, as in mmsegmentation, whose heads compute their loss
-        before the next head runs.
+        `outputs` is emptied as the terms are computed, so each logits map is freed as soon as its
+        loss has it (with full-resolution logits, one such map less at the peak of a training step).
         """
         sums, counts, names = [], [], []
         total_d, count_d = self.decode_loss(outputs.pop("out"), label)
