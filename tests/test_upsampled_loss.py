@@ -17,6 +17,13 @@ from tests.conftest import tiny_config
 def small_bands(monkeypatch: pytest.MonkeyPatch) -> None:
     """Bands of a few rows, so the tests' small maps are cut into many."""
     monkeypatch.setattr(upsampled_loss, "BAND_ELEMENTS", 2 * 7 * 83 * 4)
+    monkeypatch.setattr(upsampled_loss, "MAX_BANDS", 100)
+
+
+def test_bands_are_small_but_few() -> None:
+    small = torch.empty(4, 150, 64, 64, device="meta")
+    assert upsampled_loss.band_rows(small, 512, 512) == 32  # 16 bands, not one row each
+    assert upsampled_loss.band_rows(small[:1, :19], 64, 64) == 862  # one band holds the whole small map
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from sceneparse.export.dynamic_psa import interpolation_matrix
 
-BAND_ELEMENTS = 1 << 20  # logits per band (4 MiB in float32): small beside the network, few bands
+BAND_ELEMENTS = 1 << 20  # logits per band (4 MiB in float32) at least ...
+MAX_BANDS = 16  # ... and at most this many bands: each a few kernel launches, which a GPU step notices
 
 
 def interpolation_matrices(small: torch.Tensor, size: tuple[int, int], align_corners: bool
@@ -33,9 +34,15 @@ def interpolation_matrices(small: torch.Tensor, size: tuple[int, int], align_cor
     return matrix(small.shape[-2], size[0]), matrix(small.shape[-1], size[1])
 
 
-def band_rows(small: torch.Tensor, width: int) -> int:
-    """Rows per band so that a band holds about BAND_ELEMENTS logits."""
-    return max(1, BAND_ELEMENTS // max(1, small.shape[0] * small.shape[1] * width))
+def band_rows(small: torch.Tensor, height: int, width: int) -> int:
+    """Rows per band: about BAND_ELEMENTS logits, but no more than MAX_BANDS bands (a band is then
+    1/16 of the full map: 16x less memory than the full map, a few dozen launches per head)."""
+    return max(1, BAND_ELEMENTS // max(1, small.shape[0] * small.shape[1] * width), -(-height // MAX_BANDS))
+
+
+def band_logits(small: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """The upsampled logits of one band of rows: (n, k, h, w) -> (n, k, len(rows), W)."""
+    return torch.matmul(torch.matmul(rows, small), cols.t())
 
 
 class _UpsampledCrossEntropySum(torch.autograd.Function):
@@ -44,13 +51,11 @@ class _UpsampledCrossEntropySum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, small: torch.Tensor, label: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                 weight: torch.Tensor | None, ignore_index: int) -> torch.Tensor:
-        wide = torch.matmul(small, cols.t())  # (n, k, h, W): the columns upsampled once
-        step = band_rows(small, cols.shape[0])
+        step = band_rows(small, rows.shape[0], cols.shape[0])
         total = small.new_zeros(())
         for top in range(0, rows.shape[0], step):
-            band = torch.matmul(rows[top:top + step], wide)  # (n, k, rows, W)
-            total = total + F.cross_entropy(band, label[:, top:top + step], weight=weight,
-                                            ignore_index=ignore_index, reduction="sum")
+            total = total + F.cross_entropy(band_logits(small, rows[top:top + step], cols), label[:, top:top + step],
+                                            weight=weight, ignore_index=ignore_index, reduction="sum")
         ctx.save_for_backward(small, label, rows, cols, weight)
         ctx.ignore_index = ignore_index
         return total
@@ -58,20 +63,19 @@ class _UpsampledCrossEntropySum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_total: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         small, label, rows, cols, weight = ctx.saved_tensors
-        wide = torch.matmul(small, cols.t())
-        grad_wide = torch.zeros_like(wide)
-        step = band_rows(small, cols.shape[0])
+        grad_small = torch.zeros_like(small)
+        step = band_rows(small, rows.shape[0], cols.shape[0])
         for top in range(0, rows.shape[0], step):
-            band_matrix = rows[top:top + step]
-            grad = torch.matmul(band_matrix, wide).softmax(dim=1)  # d(-log p_y)/dz = p - onehot(y)
+            band = rows[top:top + step]
+            grad = band_logits(small, band, cols).softmax(dim=1)  # d(-log p_y)/dz = p - onehot(y)
             target = label[:, top:top + step]
             valid = target != ctx.ignore_index
             safe = torch.where(valid, target, torch.zeros_like(target))
             grad.scatter_add_(1, safe.unsqueeze(1), -torch.ones_like(grad[:, :1]))
             scale = valid.to(grad.dtype) if weight is None else weight[safe] * valid
             grad = grad * (scale * grad_total).unsqueeze(1)
-            grad_wide += torch.matmul(band_matrix.t(), grad)  # back through the rows' interpolation
-        return torch.matmul(grad_wide, cols), None, None, None, None, None
+            grad_small += torch.matmul(band.t(), torch.matmul(grad, cols))  # back through the interpolation
+        return grad_small, None, None, None, None, None
 
 
 def upsampled_cross_entropy_sum(small: torch.Tensor, label: torch.Tensor, align_corners: bool,
@@ -87,13 +91,13 @@ def upsampled_true_class_probability(small: torch.Tensor, label: torch.Tensor, a
                                      ignore_index: int) -> torch.Tensor:
     """softmax(resize(small))[label] per pixel (N x H x W; 0 where ignored), band by band (for OHEM)."""
     rows, cols = interpolation_matrices(small, (label.shape[-2], label.shape[-1]), align_corners)
-    wide = torch.matmul(small.float(), cols.t())
-    out = wide.new_zeros(label.shape)
-    step = band_rows(small, cols.shape[0])
+    small = small.float()
+    out = small.new_zeros(label.shape)
+    step = band_rows(small, rows.shape[0], cols.shape[0])
     for top in range(0, rows.shape[0], step):
         target = label[:, top:top + step]
         valid = target != ignore_index
         safe = torch.where(valid, target, torch.zeros_like(target))
-        prob = torch.matmul(rows[top:top + step], wide).softmax(dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
-        out[:, top:top + step] = prob * valid
+        prob = band_logits(small, rows[top:top + step], cols).softmax(dim=1).gather(1, safe.unsqueeze(1))
+        out[:, top:top + step] = prob.squeeze(1) * valid
     return out
