@@ -47,6 +47,16 @@ def test_loss_and_gradient_equal_the_upsampled_cross_entropy(align_corners: bool
     assert relative(grad, expected) < 1e-5
 
 
+def test_double_precision_logits_stay_double(small_bands: None) -> None:
+    small = torch.randn(2, 7, 9, 11, dtype=torch.float64, requires_grad=True)
+    label = torch.randint(0, 7, (2, 67, 83))
+    ours = upsampled_cross_entropy_sum(small, label, False, 255, torch.rand(7) + 0.5)
+    assert ours.dtype == torch.float64
+    tiny, tiny_label = torch.randn(1, 3, 4, 5, dtype=torch.float64, requires_grad=True), torch.randint(0, 3, (1, 13, 17))
+    tiny_label[0, 0] = 255
+    assert torch.autograd.gradcheck(lambda s: upsampled_cross_entropy_sum(s, tiny_label, True, 255), (tiny,))
+
+
 def test_half_precision_logits_are_scored_in_float32(small_bands: None) -> None:
     small = torch.randn(1, 7, 8, 8).bfloat16().requires_grad_()
     label = torch.randint(0, 7, (1, 64, 64))

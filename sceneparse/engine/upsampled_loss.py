@@ -24,12 +24,18 @@ BAND_ELEMENTS = 1 << 20  # logits per band (4 MiB in float32) at least ...
 MAX_BANDS = 16  # ... and at most this many bands: each a few kernel launches, which a GPU step notices
 
 
+def scoring_precision(small: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits (autocast) are scored in float32; float32 and float64 as they are."""
+    return small.float() if small.dtype in (torch.float16, torch.bfloat16) else small
+
+
 def interpolation_matrices(small: torch.Tensor, size: tuple[int, int], align_corners: bool
                            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(R, C): the (H, h) and (W, w) matrices of F.interpolate's bilinear resize of `small` to `size`."""
+    """(R, C): the (H, h) and (W, w) matrices of F.interpolate's bilinear resize of `small` to `size`,
+    in `small`'s dtype and on its device."""
     def matrix(n_in: int, n_out: int) -> torch.Tensor:
         return interpolation_matrix(torch.tensor(n_in), torch.tensor(n_out), torch.tensor(align_corners),
-                                    torch.float32).to(small.device)
+                                    small.dtype).to(small.device)
 
     return matrix(small.shape[-2], size[0]), matrix(small.shape[-1], size[1])
 
@@ -81,17 +87,20 @@ class _UpsampledCrossEntropySum(torch.autograd.Function):
 def upsampled_cross_entropy_sum(small: torch.Tensor, label: torch.Tensor, align_corners: bool,
                                 ignore_index: int, weight: torch.Tensor | None = None) -> torch.Tensor:
     """`F.cross_entropy(resize(small, label.shape[-2:]), label, weight, ignore_index, reduction="sum")`
-    without the resized map (float32)."""
+    without the resized map (half precision scored in float32)."""
+    small = scoring_precision(small)
     rows, cols = interpolation_matrices(small, (label.shape[-2], label.shape[-1]), align_corners)
-    return _UpsampledCrossEntropySum.apply(small.float(), label, rows, cols, weight, ignore_index)
+    if weight is not None:
+        weight = weight.to(small.dtype)
+    return _UpsampledCrossEntropySum.apply(small, label, rows, cols, weight, ignore_index)
 
 
 @torch.no_grad()
 def upsampled_true_class_probability(small: torch.Tensor, label: torch.Tensor, align_corners: bool,
                                      ignore_index: int) -> torch.Tensor:
     """softmax(resize(small))[label] per pixel (N x H x W; 0 where ignored), band by band (for OHEM)."""
+    small = scoring_precision(small)
     rows, cols = interpolation_matrices(small, (label.shape[-2], label.shape[-1]), align_corners)
-    small = small.float()
     out = small.new_zeros(label.shape)
     step = band_rows(small, rows.shape[0], cols.shape[0])
     for top in range(0, rows.shape[0], step):
