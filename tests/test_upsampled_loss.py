@@ -106,3 +106,13 @@ def test_segmentor_hands_over_the_heads_logits() -> None:
     assert set(small) == {"out", "aux"} and small["out"].shape == (2, 5, 8, 9) and small["aux"].shape == (2, 5, 8, 9)
     full = model.eval()(x)
     assert full["out"].shape == (2, 5, 64, 72)
+
+
+def test_interpolation_matrices_are_built_once_per_shape() -> None:
+    """Every training step asks for the same matrices: built once, not per step (a host-to-GPU copy each time)."""
+    small = torch.randn(2, 7, 9, 11)
+    first = upsampled_loss.interpolation_matrices(small, (67, 83), False)
+    again = upsampled_loss.interpolation_matrices(torch.randn(2, 7, 9, 11), (67, 83), False)
+    assert first[0] is again[0] and first[1] is again[1]
+    other = upsampled_loss.interpolation_matrices(small, (67, 83), True)
+    assert not torch.equal(other[0], first[0])  # align_corners is part of the key

@@ -25,7 +25,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from sceneparse.config.schema import TrainConfig
-from sceneparse.engine.upsampled_loss import upsampled_cross_entropy_sum, upsampled_true_class_probability
+from sceneparse.engine.upsampled_loss import (
+    scoring_precision,
+    upsampled_cross_entropy_sum,
+    upsampled_true_class_probability,
+)
 from sceneparse.errors import ConfigError
 
 # (local counts) -> (counts summed over processes, number of processes)
@@ -54,10 +58,9 @@ def cross_entropy_sum(logits: torch.Tensor, label: torch.Tensor, ignore_index: i
             raise ValueError(f"logits of size {tuple(logits.shape[-2:])} for labels of size "
                              f"{tuple(label.shape[-2:])}: give align_corners to upsample them")
         total = upsampled_cross_entropy_sum(logits, label, align_corners, ignore_index, weight)
-    else:
-        if logits.dtype in (torch.float16, torch.bfloat16):
-            logits = logits.float()  # autocast hands over half-precision logits; the loss is summed in float32
-        total = F.cross_entropy(logits, label, weight=weight, ignore_index=ignore_index, reduction="sum")
+    else:  # autocast hands over half-precision logits; the loss is summed in float32
+        total = F.cross_entropy(scoring_precision(logits), label, weight=weight, ignore_index=ignore_index,
+                                reduction="sum")
     valid = label != ignore_index
     if weight is None:
         denominator = valid.sum().to(total.dtype)
@@ -79,7 +82,7 @@ def ohem_mask(logits: torch.Tensor, label: torch.Tensor, ignore_index: int, thre
         true_prob = upsampled_true_class_probability(logits, label, align_corners, ignore_index)
     else:
         safe_label = torch.where(valid, label, torch.zeros_like(label))
-        true_prob = logits.float().softmax(dim=1).gather(1, safe_label.unsqueeze(1)).squeeze(1)
+        true_prob = scoring_precision(logits).softmax(dim=1).gather(1, safe_label.unsqueeze(1)).squeeze(1)
     valid_probs = true_prob[valid]
     if valid_probs.numel() == 0:
         return valid

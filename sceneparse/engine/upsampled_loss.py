@@ -15,6 +15,8 @@ reduction="sum")` up to rounding (the interpolation weights are F.interpolate's 
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -29,15 +31,20 @@ def scoring_precision(small: torch.Tensor) -> torch.Tensor:
     return small.float() if small.dtype in (torch.float16, torch.bfloat16) else small
 
 
+@functools.lru_cache(maxsize=32)
+def _matrix(n_in: int, n_out: int, align_corners: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # cached: every training step asks for the same few, and building them on the host and copying
+    # them to a GPU each step would stall it; the tensors are only read
+    return interpolation_matrix(torch.tensor(n_in), torch.tensor(n_out), torch.tensor(align_corners),
+                                dtype).to(device)
+
+
 def interpolation_matrices(small: torch.Tensor, size: tuple[int, int], align_corners: bool
                            ) -> tuple[torch.Tensor, torch.Tensor]:
     """(R, C): the (H, h) and (W, w) matrices of F.interpolate's bilinear resize of `small` to `size`,
     in `small`'s dtype and on its device."""
-    def matrix(n_in: int, n_out: int) -> torch.Tensor:
-        return interpolation_matrix(torch.tensor(n_in), torch.tensor(n_out), torch.tensor(align_corners),
-                                    small.dtype).to(small.device)
-
-    return matrix(small.shape[-2], size[0]), matrix(small.shape[-1], size[1])
+    return (_matrix(small.shape[-2], size[0], align_corners, small.dtype, small.device),
+            _matrix(small.shape[-1], size[1], align_corners, small.dtype, small.device))
 
 
 def band_rows(small: torch.Tensor, height: int, width: int) -> int:
