@@ -27,7 +27,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check sceneparse tests benchmarks
+	$(BIN)/ruff check sceneparse tests benchmarks tools
 
 clean:
 	rm -rf $(VENV) quickstart_out

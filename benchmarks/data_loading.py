@@ -1,57 +1,77 @@
-"""Training-pipeline throughput: samples per second for the published Cityscapes 512x1024 and
-ADE20K 512x512 recipes, on synthetic data generated into a temporary folder in the real layouts.
+"""Training data pipeline per core: sceneparse against mmsegmentation's own pipeline, in one run.
 
-    .venv/bin/python benchmarks/data_loading.py                       # workers 0 and the CPU count
-    .venv/bin/python benchmarks/data_loading.py --workers 0 2 4 8 --batches 20 --json loading.json
+    .venv/bin/python benchmarks/data_loading.py                      # both recipes, 12 samples, 3 passes
+    .venv/bin/python benchmarks/data_loading.py --n 24 --passes 5 --json loading.json
 
-For each recipe the script reads the preset's DataConfig (scale, ratio range, crop, cat_max_ratio,
-flip, photometric distortion), builds the dataset exactly as training does and times
-`build_dataloader` batches (batch 2 per process, as the 4- and 8-GPU recipes use). The baseline,
-measured in the same run, is the loader with workers=0 (everything in the main process); every
-other row is a ratio against it. A per-stage split of the single-process time (decode image,
-decode label, transforms) says where the time goes. Synthetic images are full size (Cityscapes
-2048x1024, ADE20K about 512 pixels high), so decode and resize costs match the real sets; PNG
-vs JPEG matches the releases too.
+For the Cityscapes 512x1024 and ADE20K 512x512 recipes the script synthesises training images in the
+datasets' real layouts and sizes (Cityscapes 2048x1024 PNGs, ADE20K JPEGs about 512 pixels high),
+then times, on one core with one thread (OpenCV and torch), the seconds per sample of:
+
+- sceneparse: `dataset[(seed, epoch, index)]`, everything a loader worker does: decode the image
+  and label, encode the label, random rescale, crop with cat_max_ratio, flip, photometric
+  distortion, pad to the crop (uint8; normalisation runs on the device, as mmsegmentation's);
+- mmsegmentation 1.x: its dataset config's `train_pipeline` built by its own registry (decode,
+  RandomResize, RandomCrop, RandomFlip, PhotoMetricDistortion, PackSegInputs), in a subprocess of
+  the peers' Python (`.venv-peers`, `make peers`). Its SegDataPreProcessor (normalise, pad) runs on
+  the GPU in training, so it is not in the baseline; its CPU time is printed beside it.
+
+The ratio is mmsegmentation's seconds per sample over sceneparse's (higher is faster). The two
+alternate sample by sample (mmsegmentation's side is a server process that times one sample per
+request; its start-up is not timed), so load from other processes on a shared machine hits both
+alike; the ratio is between the mean times, with the median of the per-sample ratios as a check. The CPU model and its vector flags are
+printed first. A per-stage split says where sceneparse's time goes.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from sceneparse.config import load_preset  # noqa: E402
 from sceneparse.config.schema import DataConfig  # noqa: E402
-from sceneparse.data import transforms as T  # noqa: E402
-from sceneparse.data.dataset import build_dataset  # noqa: E402
-from sceneparse.data.files import read_image  # noqa: E402
-from sceneparse.data.loader import build_dataloader  # noqa: E402
+from sceneparse.data.dataset import SegmentationDataset, build_dataset  # noqa: E402
+from sceneparse.data.files import encode_label, read_image, read_label  # noqa: E402
 from sceneparse.data.prepare import prepare  # noqa: E402
 from sceneparse.data.synth import synthesize  # noqa: E402
-from sceneparse.data.transforms import TrainTransform  # noqa: E402
 
-# recipe -> (preset whose data section is timed, synthetic image height)
+# recipe -> (preset whose data section is timed, synthetic image height, mmsegmentation dataset config)
 RECIPES = {
-    "cityscapes 512x1024": ("pspnet_r50-d8_512x1024_40k_cityscapes", 1024),
-    "ade20k 512x512": ("pspnet_r50-d8_512x512_80k_ade20k", 512),
+    "cityscapes 512x1024": ("pspnet_r50-d8_512x1024_40k_cityscapes", 1024, "cityscapes.py"),
+    "ade20k 512x512": ("pspnet_r50-d8_512x512_80k_ade20k", 512, "ade20k.py"),
 }
+VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16")
 
 
-@dataclass
-class Row:
-    recipe: str
-    workers: int
-    samples_per_s: float
-    ratio: float
+def cpu_description() -> str:
+    """The CPU model and the vector flags that decide OpenCV's and torch's kernels."""
+    model, flags, numbers = platform.processor() or "unknown CPU", set(), {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and ":" in line:
+                flags = set(line.split(":", 1)[1].split())
+            elif line.split(":")[0].strip() in ("cpu family", "model") and ":" in line:
+                numbers.setdefault(line.split(":")[0].strip(), line.split(":", 1)[1].strip())
+    except OSError:
+        pass
+    family = f" (family {numbers['cpu family']} model {numbers['model']})" if len(numbers) == 2 else ""
+    present = [flag for flag in VECTOR_FLAGS if flag in flags]
+    return f"{model}{family}; flags: {' '.join(present) or 'unknown'}"
 
 
 def make_data(dataset: str, height: int, n: int, root: Path) -> Path:
@@ -65,95 +85,121 @@ def make_data(dataset: str, height: int, n: int, root: Path) -> Path:
     return out
 
 
-def time_loader(cfg: DataConfig, workers: int, batch: int, batches: int, warmup: int) -> float:
-    """Samples per second of the training loader, after `warmup` batches (worker start-up excluded)."""
-    dataset = build_dataset(cfg, cfg.train_split, train=True)
-    loader = build_dataloader(dataset, batch, train=True, num_workers=workers, seed=0, distributed=False)
-    seen, epoch, start = 0, 0, None
-    while True:
-        loader.sampler.set_epoch(epoch)
-        for index, item in enumerate(loader):
-            if epoch == 0 and index == warmup - 1:
-                start, seen = time.perf_counter(), 0
-                continue
-            if start is not None:
-                seen += item["image"].shape[0]
-                if seen >= batches * batch:
-                    return seen / (time.perf_counter() - start)
-        epoch += 1
+def time_sample(dataset: SegmentationDataset, index: int, epoch: int) -> float:
+    """Seconds for `dataset[(0, epoch, index)]` (what a loader worker does for one sample)."""
+    start = time.perf_counter()
+    dataset[(0, epoch, index % len(dataset))]
+    return time.perf_counter() - start
 
 
-class UnfusedTrainTransform(TrainTransform):
-    """The training pipeline as mmsegmentation runs it: resize the whole image, then crop."""
-
-    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
-        image, label = T.random_resize(image, label, self.scale, self.ratio_range, rng)
-        image, label = T.random_crop(image, label, self.crop, self.cat_max_ratio, self.ignore_index, rng)
-        image, label = T.random_flip(image, label, self.flip_prob, rng)
-        if self.photometric:
-            image = T.photometric_distortion(image, rng)
-        return T.pad_to(T.normalize(image, self.mean, self.std), T.label_tensor(label), self.crop, self.ignore_index)
-
-
-def stage_split(cfg: DataConfig, samples: int) -> dict[str, float]:
-    """Milliseconds per sample of each stage, in this process; the transforms fused and unfused."""
-    dataset = build_dataset(cfg, cfg.train_split, train=True, check=False)
-    fused, unfused = TrainTransform(cfg), UnfusedTrainTransform(cfg)
-    totals = {"decode image": 0.0, "decode label": 0.0, "transforms": 0.0, "transforms unfused": 0.0}
-    for i in range(samples):
+def stage_split(dataset: SegmentationDataset, n: int) -> dict[str, float]:
+    """Milliseconds per sample of each of sceneparse's stages."""
+    transform = dataset.transform
+    totals = dict.fromkeys(("decode image", "decode + encode label", "augment (uint8)", "pad + to tensors"), 0.0)
+    for index in range(n):
+        sample = dataset.samples[index % len(dataset)]
         t0 = time.perf_counter()
-        image = read_image(dataset.samples[i % len(dataset)].image)
+        image = read_image(sample.image)
         t1 = time.perf_counter()
-        image, label = dataset.load(i % len(dataset))  # the label, encoded (the image decoded again)
+        label = encode_label(read_label(sample.label), dataset.info.reduce_zero_label, dataset.info.ignore_index,
+                             dataset.ignore_index)
         t2 = time.perf_counter()
-        fused(image, label, np.random.default_rng(i))
+        rng = np.random.default_rng([0, 99, index])
+        image, label = transform.apply(image, label, transform.draw(label, rng))
         t3 = time.perf_counter()
-        unfused(image, label, np.random.default_rng(i))
+        transform.finish(image, label)
         t4 = time.perf_counter()
-        totals["decode image"] += t1 - t0
-        totals["decode label"] += (t2 - t1) - (t1 - t0)
-        totals["transforms"] += t3 - t2
-        totals["transforms unfused"] += t4 - t3
-    return {stage: 1000.0 * total / samples for stage, total in totals.items()}
+        for stage, seconds in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            totals[stage] += seconds
+    return {stage: 1000.0 * total / n for stage, total in totals.items()}
+
+
+class MmsegPeer:
+    """mmsegmentation's pipeline on the same files, served sample by sample by the peers' Python
+    (benchmarks/mmseg_data_peer.py), so the two toolboxes can alternate sample by sample."""
+
+    def __init__(self, python: str, config: str, dataset: SegmentationDataset, cfg: DataConfig, work: Path) -> None:
+        samples = [{"image": str(s.image), "label": str(s.label), "reduce_zero_label": dataset.info.reduce_zero_label}
+                   for s in dataset.samples]
+        spec = work / f"{config}.json"
+        spec.write_text(json.dumps({"config": config, "samples": samples, "mean": list(cfg.mean), "std": list(cfg.std)}))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        self.process = subprocess.Popen([python, str(ROOT / "benchmarks" / "mmseg_data_peer.py"), str(spec)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, env=env)
+        self.info = self._answer()
+
+    def _answer(self) -> dict:
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        if not line:
+            error = self.process.stderr.read()[-3000:] if self.process.stderr else ""
+            raise SystemExit(f"mmsegmentation's side failed (is `make peers` built?):\n{error}")
+        return json.loads(line)
+
+    def time_sample(self, index: int) -> dict:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{index}\n")
+        self.process.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=None,
-                        help="worker counts to time (default: 0 and the CPU count); 0 is always the baseline")
-    parser.add_argument("--n", type=int, default=16, help="synthetic training images per recipe (default 16)")
-    parser.add_argument("--batch", type=int, default=2, help="samples per batch (default 2, per process)")
-    parser.add_argument("--batches", type=int, default=12, help="timed batches per row (default 12)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed batches first (default 2)")
+    parser.add_argument("--n", type=int, default=12, help="samples per pass (default 12)")
+    parser.add_argument("--passes", type=int, default=3, help="epochs of the samples (default 3)")
     parser.add_argument("--data", default="", help="keep the synthetic data here (default: a temporary folder)")
     parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
-    parser.add_argument("--json", default="", help="also write the rows to this JSON file")
+    parser.add_argument("--peers-python", default=str(ROOT / ".venv-peers" / "bin" / "python"),
+                        help="the Python with mmsegmentation 1.x (default .venv-peers/bin/python)")
+    parser.add_argument("--json", default="", help="also write the results to this JSON file")
     args = parser.parse_args()
 
-    workers = sorted({0, *(args.workers or [os.cpu_count() or 1])})
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    print(f"CPU: {cpu_description()}")
+    print(f"one core, one thread per side; torch {torch.__version__}, numpy {np.__version__}, OpenCV {cv2.__version__}; "
+          f"{args.n} samples x {args.passes} passes per side")
+    rows = []
     with tempfile.TemporaryDirectory() as temp:
         data_root = Path(args.data or temp)
-        rows: list[Row] = []
-        print(f"CPU cores {os.cpu_count()}, torch {torch.__version__}, numpy {np.__version__}; "
-              f"batch {args.batch}, {args.batches} timed batches per row")
         for recipe in args.recipes:
-            preset, height = RECIPES[recipe]
+            preset, height, config = RECIPES[recipe]
             cfg = load_preset(preset).data
             cfg.root = str(make_data(cfg.dataset, height, args.n, data_root))
-            split = stage_split(cfg, samples=min(args.n, 6))
-            print(f"\n{recipe} ({preset}): per sample in one process: "
-                  + ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in split.items())
-                  + f"; fused resize+crop {split['transforms unfused'] / split['transforms']:.2f}x faster")
-            print(f"  {'workers':>7} {'samples/s':>10} {'vs workers=0':>13}")
-            baseline = 0.0
-            for count in workers:
-                rate = time_loader(cfg, count, args.batch, args.batches, args.warmup)
-                baseline = baseline or rate
-                rows.append(Row(recipe, count, rate, rate / baseline))
-                print(f"  {count:>7} {rate:>10.2f} {rate / baseline:>12.2f}x")
+            dataset = build_dataset(cfg, cfg.train_split, train=True, check=False)
+            peer = MmsegPeer(args.peers_python, config, dataset, cfg, Path(temp))
+            for index in range(min(len(dataset), 2)):  # warm caches and lazy imports on both sides
+                time_sample(dataset, index, epoch=1000)
+                peer.time_sample(index)
+            ours, theirs, preprocess = [], [], []
+            for epoch in range(args.passes):  # alternate sample by sample: load from others hits both alike
+                for index in range(args.n):
+                    ours.append(time_sample(dataset, index % len(dataset), epoch))
+                    answer = peer.time_sample(index % len(dataset))
+                    theirs.append(answer["pipeline_s"])
+                    preprocess.append(answer["preprocess_s"])
+            peer.close()
+            ours_s, mmseg_s, preprocess_s = sum(ours) / len(ours), sum(theirs) / len(theirs), statistics.median(preprocess)
+            pair_ratio = statistics.median(t / o for t, o in zip(theirs, ours, strict=True))
+            split = stage_split(dataset, min(args.n, 6))
+            print(f"\n{recipe} ({preset}; mmseg {peer.info['mmseg']} configs/_base_/datasets/{config}, "
+                  f"crop {peer.info['crop']})")
+            print(f"  mmsegmentation pipeline     {1000 * mmseg_s:8.1f} ms/sample"
+                  f"   (+ SegDataPreProcessor on the CPU {1000 * preprocess_s:.1f} ms)")
+            print(f"  sceneparse worker (pad; normalise on the device) {1000 * ours_s:8.1f} ms/sample")
+            print(f"  ratio: sceneparse {mmseg_s / ours_s:.2f}x mmsegmentation per core (mean times; median of "
+                  f"the per-sample ratios {pair_ratio:.2f}x; {(mmseg_s + preprocess_s) / ours_s:.2f}x counting "
+                  "mmseg's preprocessing)")
+            print("  sceneparse stages: " + ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in split.items()))
+            rows.append({"recipe": recipe, "sceneparse_s": ours_s, "mmseg_s": mmseg_s, "pair_ratio": pair_ratio,
+                         "mmseg_preprocess_s": preprocess_s, "ratio": mmseg_s / ours_s, "stages_ms": split})
     if args.json:
-        Path(args.json).write_text(json.dumps([row.__dict__ for row in rows], indent=2))
+        Path(args.json).write_text(json.dumps({"cpu": cpu_description(), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@ the converters in `sceneparse.convert`; it is read with `torch.load(weights_only
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,28 +15,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sceneparse.atomic import atomic_write
 from sceneparse.convert.common import load_state_strict, read_torch_checkpoint
 from sceneparse.convert.mmseg import convert_mmseg
 from sceneparse.convert.ssseg import convert_ssseg
 from sceneparse.errors import CheckpointError
 
 METADATA_KEY = "sceneparse"
-
-
-def atomic_write(path: str | Path, write: Any) -> None:
-    """Call `write(tmp_path)` then rename over `path`: a crash leaves the old file or none, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_weights(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: str | Path,
@@ -63,7 +46,19 @@ def load_weights_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
             raw = (fh.metadata() or {}).get(METADATA_KEY, "{}")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+    check_finite(state, path)
     return state, json.loads(raw)
+
+
+def check_finite(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """CheckpointError naming the tensors that hold NaN or infinity: such weights give NaN outputs
+    (often only on some images), so they are refused where they are read, not found later."""
+    bad = [key for key, value in state.items()
+           if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"{path}: {len(bad)} tensor(s) hold NaN or infinite values ({shown}); the run that "
+                              "wrote it diverged: use an earlier checkpoint")
 
 
 def detect_format(state: Mapping[str, torch.Tensor]) -> str:
@@ -88,5 +83,6 @@ def load_weights(model: nn.Module, path: str | Path, model_name: str) -> dict[st
             state = convert_mmseg(state, model_name)
         elif fmt == "sssegmentation":
             state = convert_ssseg(state, model_name)
+        check_finite(state, path)
     load_state_strict(model, state, str(path))
     return meta

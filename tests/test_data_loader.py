@@ -43,8 +43,10 @@ def test_train_batches_are_full_and_of_the_crop_size(voc_root):
                               seed=0, distributed=False)
     batches = _epoch(loader, 0)
     assert len(batches) == N // 4  # drop_last: 6 samples make one full batch of 4
-    assert batches[0]["image"].shape == (4, 3, CROP, CROP) and batches[0]["label"].shape == (4, CROP, CROP)
-    assert batches[0]["label"].dtype == torch.int64 and len(batches[0]["path"]) == 4
+    # uint8 crops (normalised on the device) with the box of real pixels
+    assert batches[0]["image"].shape == (4, CROP, CROP, 3) and batches[0]["label"].shape == (4, CROP, CROP)
+    assert batches[0]["image"].dtype == torch.uint8 and batches[0]["valid"].shape == (4, 4)
+    assert batches[0]["label"].dtype == torch.uint8 and len(batches[0]["path"]) == 4  # widened on the device
 
 
 def test_workers_do_not_change_the_samples(voc_root):

@@ -171,8 +171,10 @@ def test_score_ade20k_with_reduce_zero_label(tmp_path: Path) -> None:
         pred = np.where(stored == 0, 0, stored - 1)  # right wherever the label is scored
         pred[:, :8] = (pred[:, :8] + 1) % 150  # ... except a strip on the left
         write_png(preds / label_file.name, pred.astype(np.uint8))
-    status = main(["score", str(preds), str(data), "--dataset", "ade20k", "--out", str(tmp_path / "m.json"),
-                   "--no-figures"])
+    # these few values fit training ids and SceneParsing's 1..150 alike: the encoding is given
+    args = ["score", str(preds), str(data), "--dataset", "ade20k", "--out", str(tmp_path / "m.json"), "--no-figures"]
+    assert main(args) == 1
+    status = main([*args, "--encoding", "train_ids"])
     assert status == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     scored = [(read_label(f).astype(np.int64), read_label(preds / f.name).astype(np.int64))

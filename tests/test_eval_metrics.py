@@ -34,13 +34,18 @@ def reference(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, num_classes: 
         fp = float(np.sum((pred == c) & (gt != c) & valid))
         fn = float(np.sum((pred != c) & (gt == c) & valid))
         b2 = beta * beta
+        precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
+        # mmsegmentation's F: from precision and recall, undefined where either is or both are 0
+        fscore = None
+        if precision is not None and recall is not None:
+            fscore = ratio((1 + b2) * precision * recall, b2 * precision + recall)
         per_class[c] = {
             "IoU": ratio(tp, tp + fp + fn),
             "Acc": ratio(tp, tp + fn),
             "Dice": ratio(2 * tp, 2 * tp + fp + fn),
-            "Fscore": ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp),
-            "Precision": ratio(tp, tp + fp),
-            "Recall": ratio(tp, tp + fn),
+            "Fscore": fscore,
+            "Precision": precision,
+            "Recall": recall,
         }
     correct = float(np.sum((pred == gt) & valid))
     return {"aAcc": correct / float(valid.sum()), "per_class": per_class}
@@ -119,6 +124,20 @@ def test_labels_outside_the_classes_are_refused() -> None:
     matrix = ConfusionMatrix(3)
     with pytest.raises(ValueError, match=r"\[7\]"):
         matrix.update(torch.tensor([0, 1, 2]), torch.tensor([0, 7, 255]))
+    with pytest.raises(ValueError, match=r"predicted values \[9\]"):
+        matrix.update(torch.tensor([0, 9, 2]), torch.tensor([0, 1, 255]))
+
+
+def test_void_predictions_are_false_negatives_only() -> None:
+    """A pixel predicted 255 counts against its ground-truth class's recall and IoU, and is no
+    class's false positive (cityscapesScripts' and mmsegmentation's counting)."""
+    pred = np.array([0, 255, 1, 255, 1])
+    gt = np.array([0, 0, 1, 1, 255])
+    matrix = ConfusionMatrix(2, void_column=True)
+    matrix.update(torch.from_numpy(pred), torch.from_numpy(gt))
+    metrics = compute_metrics(matrix.matrix, ("a", "b"), EXTRA_METRICS)
+    assert metrics["per_class"]["a"]["IoU"] == 0.5 and metrics["per_class"]["a"]["Precision"] == 1.0
+    assert metrics["per_class"]["b"]["Recall"] == 0.5 and metrics["aAcc"] == 0.5
 
 
 def test_metrics_json_has_nulls_and_means_over_defined(tmp_path) -> None:
@@ -146,5 +165,6 @@ def test_table_marks_absent_classes() -> None:
 def test_metric_names_are_checked() -> None:
     assert parse_metric_names("Dice, fscore,dice") == ("dice", "fscore")
     assert parse_metric_names("") == ()
+    assert parse_metric_names("all") == EXTRA_METRICS
     with pytest.raises(ConfigError, match="kappa"):
         parse_metric_names("dice,kappa")

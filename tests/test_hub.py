@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from sceneparse.api import build_model
-from sceneparse.hub import DownloadError, cache_dir, fetch, fetch_weights, resolve_weights
+from sceneparse.hub import DownloadError, cache_dir, fetch, fetch_weights, resolve_weights, url_key
 from sceneparse.segmenter import Segmenter
 from sceneparse.weights import load_weights_file
 from tests.test_eval_cli import tiny_preset, tiny_weights
@@ -27,6 +27,7 @@ class Route:
     truncate_times: int = 0  # the first N answers stop half-way (Content-Length says more)
     status: int = 200
     hits: int = 0
+    announce_length: bool = True  # False: no Content-Length, the body ends when the connection closes
 
 
 @dataclass
@@ -53,7 +54,8 @@ def server() -> Iterator[Server]:
                 return
             route.hits += 1
             self.send_response(200)
-            self.send_header("Content-Length", str(len(route.body)))
+            if route.announce_length:
+                self.send_header("Content-Length", str(len(route.body)))
             self.end_headers()
             if route.hits <= route.truncate_times:
                 self.wfile.write(route.body[: len(route.body) // 2])
@@ -86,6 +88,11 @@ def leftovers(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
+def stamp(path: Path) -> Path:
+    """The record of what a cached file was verified as."""
+    return path.with_name(path.name + ".sha256")
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -100,10 +107,10 @@ def test_download_verifies_and_is_cached(server: Server, cache: Path) -> None:
     body = bytes(range(256)) * 4000
     url = server.add("model_1234abcd.bin", body)
     path = fetch(url, sha256_prefix=sha(body)[:8], progress=False)
-    assert path.read_bytes() == body and path.parent == cache / "downloads"
+    assert path.read_bytes() == body and path.parent == cache / "downloads" / url_key(url)
     assert fetch(url, sha256_prefix=sha(body)[:8], progress=False) == path
     assert server.routes["/model_1234abcd.bin"].hits == 1  # second call served from the cache
-    assert leftovers(cache) == [path]
+    assert sorted(leftovers(cache)) == [path, stamp(path)]
 
 
 def test_wrong_checksum_leaves_nothing(server: Server, cache: Path) -> None:
@@ -177,12 +184,12 @@ def test_foreign_checkpoint_is_converted_and_cached(server: Server, cache: Path,
     body = mmseg_checkpoint(state)
     url = server.add("pspnet_tiny_20240101-0badc0de.pth", body)
     path = fetch_weights(url, preset, fmt=fmt, sha256_prefix=sha(body)[:8], progress=False)
-    assert path == cache / "weights" / "pspnet_tiny_20240101-0badc0de.safetensors"
+    assert path == cache / "weights" / url_key(url) / "pspnet_tiny_20240101-0badc0de.safetensors"
     converted, meta = load_weights_file(path)
     assert meta["source_format"] == "mmseg" and meta["preset"] == preset.name
     assert converted.keys() == state.keys()
     assert all(torch.equal(converted[k], state[k]) for k in state)
-    assert leftovers(cache) == [path]  # the raw download is not kept
+    assert sorted(leftovers(cache)) == [path, stamp(path)]  # the raw download is not kept
     build_model(preset, path)  # loads strictly
 
 
@@ -210,7 +217,7 @@ def test_segmenter_downloads_the_published_checkpoint(server: Server, cache: Pat
     from_file = Segmenter.from_pretrained(preset, weights=local, device="cpu")
     image = (torch.rand(40, 60, 3) * 255).to(torch.uint8).numpy()
     assert (downloaded.predict(image) == from_file.predict(image)).all()
-    assert (cache / "weights" / "published.safetensors").read_bytes() == body
+    assert (cache / "weights" / url_key(url) / "published.safetensors").read_bytes() == body
     # a URL given as weights goes through the same cache
-    assert resolve_weights(preset, url, progress=False) == cache / "weights" / "published.safetensors"
+    assert resolve_weights(preset, url, progress=False) == cache / "weights" / url_key(url) / "published.safetensors"
     assert server.routes["/published.safetensors"].hits == 1

@@ -10,6 +10,7 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -29,12 +30,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(rank: int, world_size: int, port: int, data_root: str, work_dir: str) -> None:
+def _worker(rank: int, world_size: int, port: int, data_root: str, work_dir: str, definition: tuple[str, ...]) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    result = train(tiny_preset(*EQUIVALENCE), TrainOptions(work_dir=work_dir, data_root=data_root, device="cpu",
-                                                           progress=False, dtype=torch.float64))
+    result = train(tiny_preset(*EQUIVALENCE, *definition),
+                   TrainOptions(work_dir=work_dir, data_root=data_root, device="cpu", progress=False,
+                                dtype=torch.float64))
     assert result.iteration == 6
 
 
@@ -43,13 +45,19 @@ def _relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp(min=1e-12))
 
 
-def test_two_processes_equal_one_with_the_same_global_batch(tmp_path: Path) -> None:
+# The preset's own normalisation (mmsegmentation: all pixels, 4 GPUs), and sssegmentation's per-GPU mean over
+# labelled pixels with 2 recipe GPUs: one process normalises images {0, 2} and {1, 3} of each batch apart,
+# as the two processes (and the recipe's two GPUs) do.
+@pytest.mark.parametrize("definition", [(), ("train.loss_average=labelled", "train.recipe_gpus=2")])
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path: Path, definition: tuple[str, ...]) -> None:
     data_root = make_voc(tmp_path / "voc")
     torch.set_num_threads(1)
-    single = train(tiny_preset(*EQUIVALENCE), TrainOptions(work_dir=str(tmp_path / "one"), data_root=str(data_root),
-                                                           device="cpu", progress=False, dtype=torch.float64))
+    single = train(tiny_preset(*EQUIVALENCE, *definition),
+                   TrainOptions(work_dir=str(tmp_path / "one"), data_root=str(data_root), device="cpu",
+                                progress=False, dtype=torch.float64))
     assert single.iteration == 6
-    mp.spawn(_worker, args=(2, _free_port(), str(data_root), str(tmp_path / "two")), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), str(data_root), str(tmp_path / "two"), definition), nprocs=2,
+             join=True)
 
     one, _, _ = load_checkpoint(tmp_path / "one")
     two, state, _ = load_checkpoint(tmp_path / "two")

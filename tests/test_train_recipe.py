@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sceneparse.engine.checkpoint import load_checkpoint, read_manifest
-from sceneparse.engine.losses import SegmentationLoss
+from sceneparse.engine.losses import SegmentationLoss, Shard
 from sceneparse.engine.pretrained import load_pretrained_backbone
 from sceneparse.engine.run_log import read_log
 from sceneparse.engine.trainer import TrainOptions, train
@@ -43,28 +43,27 @@ def test_consume_frees_each_logits_map_once_its_loss_is_computed() -> None:
 
 @pytest.mark.parametrize("kind", ["ce", "ohem"])
 def test_loss_over_two_shards_equals_the_loss_of_the_whole_batch(kind: str) -> None:
-    # What two processes compute (each its half, counts summed over both) averages to one process's loss,
-    # even when the halves hold different numbers of labelled pixels.
+    # What two processes compute (each its share, the denominators summed over both) averages to one process's
+    # loss, even when the shares hold different numbers of labelled pixels. CE: one normalisation group (the
+    # whole batch, spread over both processes); OHEM: two groups (the recipe's GPUs), one per process.
     torch.manual_seed(0)
-    criterion = SegmentationLoss(5, kind=kind, class_weights=[1.0, 2.0, 0.5, 1.0, 3.0], ohem_min_kept=10)
+    groups = 2 if kind == "ohem" else 1
+    criterion = SegmentationLoss(5, kind=kind, class_weights=[1.0, 2.0, 0.5, 1.0, 3.0], ohem_min_kept=10,
+                                 groups=groups)
     logits = {"out": torch.randn(4, 5, 8, 8), "aux": torch.randn(4, 5, 8, 8)}
     label = torch.randint(0, 5, (4, 8, 8))
-    label[2:, :5] = 255  # the second half has far fewer labelled pixels
+    label[1::2, :5] = 255  # the second process's images have far fewer labelled pixels
     whole = criterion(logits, label)
-    halves = [({k: v[:2] for k, v in logits.items()}, label[:2]), ({k: v[2:] for k, v in logits.items()}, label[2:])]
-    if kind == "ohem":  # OHEM keeps pixels per process; compare with the whole batch's own selection
-        criterion.ohem_min_kept = 0
-        criterion.ohem_thresh = 1.1  # keep every labelled pixel: the selection cannot differ
-        whole = criterion(logits, label)
-    counts = []
-    for _, part in halves:  # what each process contributes to the all-reduce: its weighted labelled pixels
-        weighted = (criterion.class_weights[part.clamp(max=4)] * (part != 255)).sum()
-        counts.append(torch.stack([weighted, weighted]))  # decode head, aux head
-    total_counts = counts[0] + counts[1]
-    per_process = [criterion(outputs, part, lambda _c: (total_counts, 2))["loss"] for outputs, part in halves]
+    shares = [({k: v[r::2] for k, v in logits.items()}, label[r::2]) for r in range(2)]  # DDP's sampler interleaves
+    local: list[torch.Tensor] = []
+    for rank, (outputs, part) in enumerate(shares):  # what each process hands to the all-reduce
+        criterion(outputs, part, Shard(rank, 2, lambda counts: local.append(counts) or counts))
+    total_counts = local[0] + local[1]
+    per_process = [criterion(outputs, part, Shard(rank, 2, lambda _c: total_counts))["loss"]
+                   for rank, (outputs, part) in enumerate(shares)]
     averaged = (per_process[0] + per_process[1]) / 2  # what DDP's gradient average amounts to
     assert torch.allclose(averaged, whole["loss"], rtol=1e-5)
-    assert not torch.allclose(criterion(*halves[0])["loss"], whole["loss"], rtol=1e-3)  # plain per-shard means differ
+    assert not torch.allclose(criterion(*shares[0])["loss"], whole["loss"], rtol=1e-3)  # plain per-shard means differ
 
 
 def test_epoch_schedule_and_head_lr_multiplier(voc_root: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sceneparse.config.loader import dumps_toml  # noqa: E402
+from sceneparse.engine.pretrained import IMAGENET_BACKBONES, imagenet_backbone_name  # noqa: E402
 
 ZOO = ROOT / "docs" / "model_zoo"
 OUT = ROOT / "sceneparse" / "presets"
@@ -77,6 +78,12 @@ def sha_prefix(url: str) -> str:
     return m.group(1) if m else ""
 
 
+def imagenet_backbone(source: str, depth: int, stem: str) -> dict[str, str]:
+    """train.pretrained (the file's URL) and train.pretrained_sha256 of the row's ImageNet backbone."""
+    entry = IMAGENET_BACKBONES[imagenet_backbone_name(source, depth, stem)]
+    return {"pretrained": entry.url, "pretrained_sha256": entry.sha256_prefix}
+
+
 def mmseg_1x_name(model: str, bb: str, crop: str, iters: int, dataset: str) -> str:
     per_gpu = 2 if dataset == "cityscapes" else 4
     return f"{model}_{bb}_4xb{per_gpu}-{iters // 1000}k_{dataset}-{crop}"
@@ -107,7 +114,8 @@ def mmseg_presets(path: Path, model: str) -> dict[str, dict]:
             "description": f"{DISPLAY[model]} {backbone} {section} {crop}, "
                            f"{iters_n // 1000}k iterations (mmsegmentation table)",
             "model": {"backbone": {"depth": depth, "stem": stem, "output_stride": os_}},
-            "train": {"max_iters": iters_n, "eval_interval": iters_n // 10, "checkpoint_interval": iters_n // 10},
+            "train": {"max_iters": iters_n, "eval_interval": iters_n // 10, "checkpoint_interval": iters_n // 10,
+                      **imagenet_backbone("mmsegmentation", depth, stem)},
             "published": {
                 "table": f"docs/model_zoo/{path.name}",
                 "source_config": name if "4xb" in name else mmseg_1x_name(model, bb_token, crop, iters_n, dataset_1x),
@@ -155,6 +163,7 @@ def ssseg_presets(path: Path, model: str) -> dict[str, dict]:
             "extends": [f"ssseg_{model}", SSSEG_RECIPES[dataset]],
             "description": f"{DISPLAY[model]} ResNet-{depth} OS{os_} {section} {crop}, {schedule} (sssegmentation table)",
             "model": {"backbone": {"depth": depth, "output_stride": os_}},
+            "train": imagenet_backbone("sssegmentation", depth, "v1c"),  # its resnetNconv3x3stem: the V1c file
             "published": {"table": f"docs/model_zoo/{path.name}", "source_config": name, "mIoU": number(miou),
                           "weights_url": weights},
         }

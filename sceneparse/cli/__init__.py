@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 
 from sceneparse.errors import SceneparseError
@@ -27,6 +28,7 @@ COMMAND_MODULES = [
     "infer",
     "plot",
     "convert",
+    "inspect",
     "zoo",
     "benchmark",
     "export",
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Scene parsing with PSPNet, PSANet and UPerNet: presets, training, evaluation, inference.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-V", "--version", action="version", version=f"sceneparse {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -51,9 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _version() -> str:
+    from sceneparse import __version__
+
+    return __version__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse gives a list positional (nargs="*") everything before the first option, so in
+    # `infer PRESET --onnx m.onnx photos/` "photos/" would be left over: a command that names its list
+    # positional in `trailing_positionals` takes such leftovers (never options) as more of it.
+    target = getattr(args, "trailing_positionals", "")
+    if extra and target and not any(item.startswith("-") for item in extra):
+        setattr(args, target, [*getattr(args, target), *extra])
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -65,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except SceneparseError as exc:
-        print(f"sceneparse {args.command}: error: {exc}", file=sys.stderr)
+        message = ANSI_ESCAPE.sub("", str(exc))  # no terminal colour codes, whoever wrote the message
+        print(f"sceneparse {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -74,3 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # keep Python's exit-time flush quiet
         return 0
+    except OSError as exc:
+        from sceneparse.atomic import is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        where = f" while writing {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"sceneparse {args.command}: error: no space left on device{where}; free some space and run "
+              "the command again", file=sys.stderr)
+        return 1

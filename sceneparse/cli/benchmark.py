@@ -13,19 +13,22 @@ from dataclasses import asdict
 import torch
 
 from sceneparse.benchmark import BenchmarkSettings, format_result, run_benchmark
+from sceneparse.cli.model_source import PRESET_HELP, load_model_source
 from sceneparse.cli.options import add_overrides, add_precision
 from sceneparse.cli.summary import parse_size
-from sceneparse.config import load_preset
 from sceneparse.errors import ConfigError
+
+INFERENCE_BATCH, TRAIN_BATCH = 1, 2  # the default --batch of each mode
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("benchmark", help="speed, memory and FLOPs of a preset (inference or training step)")
-    p.add_argument("preset", help="preset name or a .toml file")
+    p.add_argument("preset", help=PRESET_HELP)
     p.add_argument("--size", type=parse_size, help="input HxW (default: the preset's crop size)")
-    p.add_argument("--batch", type=int, default=1, help="images per iteration (default 1; --train needs 2+)")
+    p.add_argument("--batch", type=int, help=f"images per iteration (default {INFERENCE_BATCH}; with --train "
+                                            f"{TRAIN_BATCH}: training-mode BatchNorm needs 2 or more)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    add_precision(p)
+    add_precision(p, allow_auto=False)
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first iterations)")
     p.add_argument("--fuse-bn", action="store_true", help="fold BatchNorm into the convolutions (inference)")
@@ -45,13 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    preset = load_preset(args.preset, args.set)
+    preset = load_model_source(args.preset, args.set).preset
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads {args.threads}: expected 1 or more")
         torch.set_num_threads(args.threads)
     size = args.size or (int(preset.data.crop_size[0]), int(preset.data.crop_size[1]))
-    settings = BenchmarkSettings(size=size, batch=args.batch, device=args.device, dtype=args.dtype,
+    batch = args.batch if args.batch is not None else (TRAIN_BATCH if args.train else INFERENCE_BATCH)
+    settings = BenchmarkSettings(size=size, batch=batch, device=args.device, dtype=args.dtype,
                                  channels_last=args.channels_last, compile=args.compile, fuse_bn=args.fuse_bn,
                                  low_res_heads=args.low_res_heads, blocked_layout=args.blocked_layout,
                                  winograd=args.winograd,

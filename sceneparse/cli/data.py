@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from sceneparse.cli.options import count
 from sceneparse.data.registry import DATASETS, dataset_info, dataset_names
 
 _DATA_DESCRIPTION = """\
@@ -76,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("raw_root", metavar="RAW_ROOT", help="the release as downloaded and extracted")
     prepare.add_argument("out_root", metavar="OUT_ROOT", nargs="?", default=None,
                          help="dataset root to write (default: RAW_ROOT; for voc_aug: the VOC2012 folder)")
-    prepare.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 8)")
+    prepare.add_argument("--workers", type=count, default=None, help="processes (default: CPU count, at most 8)")
     prepare.add_argument("--classes", default="", help="custom: the classes TOML (default ROOT/classes.toml)")
     prepare.set_defaults(func=_prepare)
 
@@ -94,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     zero.add_argument("--no-reduce-zero-label", dest="reduce_zero_label", action="store_false",
                       help="read labels with 0 as a class (override the dataset's setting)")
     check.add_argument("--quick", action="store_true", help="only the cheap part that training runs on start")
-    check.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 8)")
+    check.add_argument("--workers", type=count, default=None, help="processes (default: CPU count, at most 8)")
     check.set_defaults(func=_check)
 
     synth = commands.add_parser(
@@ -106,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--n", type=int, default=40, help="images per split (default 40)")
     synth.add_argument("--size", type=int, default=128, help="image height in pixels (default 128)")
     synth.add_argument("--seed", type=int, default=0, help="same seed, same files (default 0)")
-    synth.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, at most 8)")
+    synth.add_argument("--workers", type=count, default=None, help="processes (default: CPU count, at most 8)")
     synth.set_defaults(func=_synth)
 
 

@@ -4,6 +4,10 @@ For each image: NAME.png (a palette PNG whose pixel values are the class ids), N
 (the colours blended over the photo) and NAME_legend.png (the classes present). A file that
 cannot be read is named and skipped; the others are still processed, and the exit status is 1
 when anything was skipped.
+
+A video (mp4, avi, mov, mkv) gives NAME_overlay.mp4 at its own frame rate and size, and with
+`--save-labels` a palette PNG per frame in NAME_labels/; `--camera N` shows camera N labelled live
+(`sceneparse.video`).
 """
 from __future__ import annotations
 
@@ -16,11 +20,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from sceneparse.atomic import remove_stale_temporaries
+from sceneparse.cli.model_source import load_model_source
 from sceneparse.cli.options import add_overrides, add_precision
-from sceneparse.config import load_preset
 from sceneparse.data.files import write_jpeg, write_png
 from sceneparse.errors import ConfigError, DataError
-from sceneparse.segmenter import Segmenter, as_rgb_array, is_weights_file, preset_from_weights
+from sceneparse.segmenter import Segmenter, as_rgb_array
+from sceneparse.video import VIDEO_SUFFIXES, is_video, label_video, require_window, run_camera
 from sceneparse.visualize import legend, overlay, save_label_png
 
 log = logging.getLogger(__name__)
@@ -35,20 +41,30 @@ class InferJob:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("infer", help="label your own images: palette PNG, colour overlay and legend")
-    p.add_argument("model", metavar="PRESET_OR_WEIGHTS",
-                   help="preset name or .toml, or a sceneparse .safetensors file that names its preset")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
-    p.add_argument("--out", required=True, help="output folder")
+    p = subparsers.add_parser("infer", help="label your own images (palette PNG, colour overlay, legend), videos "
+                                            "(overlaid video) or a camera (live window)")
+    p.add_argument("model", metavar="MODEL",
+                   help="preset name or .toml, a sceneparse .safetensors checkpoint (its embedded config), or an "
+                        ".onnx export (its metadata names the preset)")
+    p.add_argument("inputs", nargs="*", metavar="IMAGE_VIDEO_OR_DIR",
+                   help="image and video files (mp4, avi, mov, mkv) and/or folders of them")
+    p.add_argument("--out", default="infer_out", help="output folder (default: infer_out)")
     p.add_argument("--weights", help="weights file or URL (default: the preset's published checkpoint)")
-    p.add_argument("--onnx", help="run this exported ONNX model (ONNX Runtime, CPU) instead of PyTorch")
+    p.add_argument("--onnx", help="run this exported ONNX model (ONNX Runtime, CPU) instead of PyTorch; "
+                                  "MODEL may then be left out (the export names its preset)")
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the colours in the overlay (0-1)")
     p.add_argument("--mode", choices=["whole", "slide"], help="inference mode (default: the preset's test.mode)")
     p.add_argument("--tta", action="store_true", help="multi-scale + flip with the preset's test.scales")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--save-labels", action="store_true",
+                   help="videos: also a palette PNG of class ids per frame (OUT/NAME_labels/frame_000000.png)")
+    p.add_argument("--batch", type=int, default=1, help="videos: frames per forward (default 1; more is faster "
+                                                        "on a GPU)")
+    p.add_argument("--camera", type=int, metavar="N",
+                   help="show camera N (0 = the first) labelled live in a window instead of reading files")
     add_precision(p)
     add_overrides(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, trailing_positionals="inputs")  # `infer PRESET --onnx m.onnx photos/` too
 
 
 def collect_images(inputs: list[str]) -> list[InferJob]:
@@ -57,11 +73,15 @@ def collect_images(inputs: list[str]) -> list[InferJob]:
     used: set[str] = set()
     for text in inputs:
         path = Path(text).expanduser()
+        if not path.exists():
+            raise DataError(f"{text}: no such file or folder (an input to label)")
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            found = sorted(p for p in path.rglob("*") if p.is_file()
+                           and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
                            and not p.name.startswith("."))
             if not found:
-                log.warning("%s: no images in this folder (looked for %s)", path, ", ".join(IMAGE_SUFFIXES))
+                log.warning("%s: no images or videos in this folder (looked for %s)", path,
+                            ", ".join(IMAGE_SUFFIXES + VIDEO_SUFFIXES))
             named = [(p, p.relative_to(path).with_suffix("").as_posix()) for p in found]
         else:
             named = [(path, path.stem)]
@@ -75,23 +95,30 @@ def collect_images(inputs: list[str]) -> list[InferJob]:
     return jobs
 
 
+def split_model_and_inputs(args: argparse.Namespace) -> None:
+    """`infer model.onnx photos/` and `infer --onnx model.onnx photos/`: no preset is needed, so MODEL
+    is then the export (args.onnx) or the first input."""
+    if Path(args.model).suffix.lower() == ".onnx":
+        if args.onnx:
+            raise ConfigError(f"two ONNX models: {args.model} and --onnx {args.onnx}; give one")
+        args.onnx, args.model = args.model, ""
+    elif args.onnx and (Path(args.model).is_dir() or Path(args.model).suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES):
+        args.inputs, args.model = [args.model, *args.inputs], ""
+
+
 def build_segmenter(args: argparse.Namespace) -> Segmenter:
-    """The Segmenter the arguments describe (PyTorch weights, or an ONNX file with its preset)."""
-    if is_weights_file(args.model):
-        if args.set:
-            raise ConfigError(f"--set changes a preset; {args.model} is a weights file (pass the preset name and "
-                              f"--weights {args.model} to override settings)")
-        preset = preset_from_weights(args.model)
-        weights = args.weights or args.model
-    else:
-        preset = load_preset(args.model, args.set)
-        weights = args.weights
+    """The Segmenter the arguments describe (PyTorch weights, or an ONNX file with its recorded preset)."""
     if args.onnx:
         if args.weights:
             raise ConfigError("--onnx runs the exported model's own weights; drop --weights")
+        preset = load_model_source(args.model, args.set).preset if args.model else None
+        if preset is None and args.set:
+            raise ConfigError("--set changes a preset; an ONNX export runs as exported (name the preset to override "
+                              "its test settings)")
         return Segmenter.from_onnx(args.onnx, preset, mode=args.mode, tta=args.tta)
-    return Segmenter.from_pretrained(preset, weights, device=args.device, mode=args.mode, tta=args.tta,
-                                     dtype=args.dtype)
+    source = load_model_source(args.model, args.set)
+    return Segmenter.from_pretrained(source.preset, args.weights or source.weights, device=args.device,
+                                     mode=args.mode, tta=args.tta, dtype=args.dtype)
 
 
 def write_outputs(segmenter: Segmenter, image: np.ndarray, pred: np.ndarray, out: Path, name: str,
@@ -106,16 +133,35 @@ def write_outputs(segmenter: Segmenter, image: np.ndarray, pred: np.ndarray, out
 def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise ConfigError(f"--alpha {args.alpha}: expected a value between 0 and 1")
+    if args.batch < 1:
+        raise ConfigError(f"--batch {args.batch}: expected 1 or more frames per forward")
+    split_model_and_inputs(args)
+    if args.camera is not None:
+        if args.inputs:
+            raise ConfigError(f"--camera reads camera {args.camera}; drop the files ({' '.join(args.inputs)}) "
+                              "or the --camera option")
+        require_window(args.camera)  # before the model is built (or downloaded)
+        shown = run_camera(build_segmenter(args), args.camera, args.alpha)
+        print(f"showed {shown} labelled frames of camera {args.camera}")
+        return 0
+    if not args.inputs:
+        raise ConfigError("nothing to label: give image or video files or folders, or --camera N")
     jobs = collect_images(args.inputs)
     if not jobs:
-        raise DataError(f"no images found in {', '.join(args.inputs)}")
+        raise DataError(f"no images found in {', '.join(args.inputs)} (nor videos: {', '.join(VIDEO_SUFFIXES)})")
     segmenter = build_segmenter(args)
     if segmenter.num_classes > 256:
         raise ConfigError(f"{segmenter.num_classes} classes do not fit an 8-bit palette PNG")
     out = Path(args.out)
+    remove_stale_temporaries(out)  # of an earlier run that was killed mid-write
     skipped: list[str] = []
-    for job in tqdm(jobs, desc="infer", unit="image"):
+    for job in tqdm(jobs, desc="infer", unit="file", disable=len(jobs) == 1):  # a video has its own bar
         try:
+            if is_video(job.source):
+                result = label_video(segmenter, job.source, out, job.name, args.alpha, args.save_labels,
+                                     args.batch)
+                tqdm.write(f"{job.source}: {result.frames} frames -> {result.video}")
+                continue
             image = as_rgb_array(job.source)
         except DataError as exc:
             skipped.append(str(job.source))
@@ -124,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
         pred = segmenter.predict(image)
         write_outputs(segmenter, image, pred, out, job.name, args.alpha)
     done = len(jobs) - len(skipped)
-    print(f"labelled {done} of {len(jobs)} images into {out}")
+    kind = "images and videos" if any(is_video(job.source) for job in jobs) else "images"
+    print(f"labelled {done} of {len(jobs)} {kind} into {out}")
     if skipped:
         print(f"skipped {len(skipped)} unreadable: {', '.join(skipped)}", file=sys.stderr)
         return 1

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from sceneparse.cli.model_source import PRESET_HELP, load_model_source
 from sceneparse.cli.options import add_overrides
-from sceneparse.config import load_preset
 from sceneparse.summary import format_summary, summarize
 
 
@@ -23,14 +23,14 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("summary", help="parameters, FLOPs, output stride and stage shapes of a preset")
-    p.add_argument("preset", help="preset name or a .toml file")
+    p.add_argument("preset", help=PRESET_HELP)
     p.add_argument("--size", type=parse_size, help="input HxW (default: the preset's crop size)")
     add_overrides(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    preset = load_preset(args.preset, args.set)
+    preset = load_model_source(args.preset, args.set).preset
     size = args.size or tuple(preset.data.crop_size)
     print(format_summary(preset.name, summarize(preset.model, size)))
     return 0

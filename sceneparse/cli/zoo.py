@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from sceneparse.cli.presets import add_filters
 from sceneparse.convert.zoo import zoo_rows
 
 
@@ -12,9 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Every published checkpoint the presets know. Rows with a URL are downloaded, verified and "
                     "converted on first use (`sceneparse infer PRESET ...`); the others are converted by hand "
                     "with `sceneparse convert`.")
-    p.add_argument("--source", default="", help="only this source, e.g. mmseg, sssegmentation, chainercv, semseg, caffe")
-    p.add_argument("--dataset", default="", help="only this dataset, e.g. cityscapes, ade20k, voc")
-    p.add_argument("--model", default="", help="only this architecture: pspnet, psanet or upernet")
+    add_filters(p)
     p.add_argument("--urls", action="store_true", help="print full URLs instead of file names")
     p.set_defaults(func=run)
 

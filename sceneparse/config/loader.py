@@ -24,6 +24,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from sceneparse.config.schema import Preset
+from sceneparse.config.validate import validate_values
 from sceneparse.errors import ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -45,7 +46,10 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "", source: str = ""
     kwargs = {}
     for key, value in data.items():
         kwargs[key] = _convert(hints[key], value, _join(where, key), source)
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    if cls is Preset:  # wherever a whole config is read (presets, files, checkpoints' metadata)
+        validate_values(obj, source)
+    return obj
 
 
 def _convert(tp: Any, value: Any, where: str, source: str) -> Any:
@@ -222,8 +226,10 @@ def preset_aliases() -> dict[str, str]:
 
 
 def _resolve_registered(name: str) -> dict[str, Any]:
+    from sceneparse.config.names import resolve_name  # published names (mmseg 0.x / 1.x, checkpoint files)
+
     recipes, presets, origin = _preset_tables()
-    name = preset_aliases().get(name, name)
+    name = resolve_name(name) or name
     if name not in presets:
         close = [p for p in presets if name.lower() in p.lower()][:5]
         hint = f"; did you mean {', '.join(close)}?" if close else "; `sceneparse presets` lists them"
@@ -254,7 +260,13 @@ def load_preset(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Pres
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the file as UTF-8, "
+                              "as TOML requires") from None
         base = doc.pop("extends", None)
+        if base is not None and not (isinstance(base, str) and base):
+            raise ConfigError(f"{path}: key 'extends' must be one preset name (a string, e.g. extends = "
+                              f"\"pspnet_r50-d8_512x1024_40k_cityscapes\"), got {base!r}")
         data = _resolve_registered(base) if base else {}
         data = deep_merge(data, doc)
         data["name"] = doc.get("name", path.stem)
@@ -281,3 +293,7 @@ def validate(preset: Preset, source: str = "") -> None:
         raise ConfigError(f"{source}: test.mode must be 'whole' or 'slide'")
     if len(preset.data.crop_size) != 2:
         raise ConfigError(f"{source}: data.crop_size must be [height, width]")
+    validate_values(preset, source)
+    if preset.data.pipeline not in ("mmseg", "ssseg", "semseg", "chainercv"):
+        raise ConfigError(f"{source}: data.pipeline must be 'mmseg', 'ssseg', 'semseg' or 'chainercv', "
+                          f"not {preset.data.pipeline!r}")

@@ -89,6 +89,9 @@ class DataConfig:
     reduce_zero_label: bool = False
     num_workers: int = 4
     custom_classes_file: str = ""  # for dataset = "custom": the TOML that names the classes
+    # Whose definitions the training pipeline follows: "mmseg", "ssseg", "semseg" (hszhao) or "chainercv"; the
+    # table of differences is in sceneparse/data/pipelines.py and docs/recipes.md ("Data pipeline").
+    pipeline: str = "mmseg"
 
 
 @dataclass
@@ -103,10 +106,21 @@ class TrainConfig:
     weight_decay: float = 5e-4
     lr_power: float = 0.9
     min_lr: float = 1e-4
+    # "after_last": poly over max_iters (mmseg 0.x / mmcv, sssegmentation, semseg, ChainerCV); "at_last": over
+    # max_iters - 1, the last iteration at min_lr (mmengine's PolyLR, mmsegmentation 1.x)
+    poly_end: str = "after_last"
     warmup_iters: int = 0
     warmup_ratio: float = 1e-6
-    head_lr_mult: float = 1.0
+    head_lr_mult: float = 1.0  # every module after the backbone (semseg's index_split: 10)
     loss: str = "ce"  # "ce" or "ohem"
+    # What a head's loss is divided by (docs/recipes.md): "all_pixels" (mmsegmentation, avg_non_ignore=False:
+    # every pixel, ignored ones too) or "labelled" (sssegmentation, semseg, ChainerCV: the labelled pixels,
+    # weighted by their class weights). Either is taken per GPU of the recipe: the global batch is split into
+    # `recipe_gpus` groups of images as the recipe's GPUs held them, each group normalised (and OHEM-selected)
+    # on its own, and the groups' losses averaged (what DDP's gradient average did); recipe_gpus = 1 is the
+    # whole global batch at once.
+    loss_average: str = "labelled"
+    recipe_gpus: int = 1
     class_weights: list[float] = field(default_factory=list)
     ohem_thresh: float = 0.7
     ohem_min_kept: int = 100000
@@ -119,8 +133,16 @@ class TrainConfig:
     log_interval: int = 50
     seed: int = 0
     deterministic: bool = False
-    pretrained: str = ""  # ImageNet backbone weights, a local file
-    pretrained_format: str = "auto"  # "torchvision", "mmseg", "timm" or "auto"
+    # ImageNet backbone weights: a file, a URL, or a scheme name such as open-mmlab://resnet50_v1c or
+    # torchvision://resnet50 (sceneparse.engine.pretrained); "" or "none": random initialisation
+    pretrained: str = ""
+    pretrained_format: str = "auto"  # "torchvision", "mmseg", "timm", "semseg" or "auto"
+    pretrained_sha256: str = ""  # the file's SHA-256 (or its prefix) when `pretrained` is a URL or a scheme name
+    # a whole segmentation checkpoint to start from (mmsegmentation's load_from), in any format the
+    # converters read; a different class count re-initialises the classifiers
+    load_from: str = ""
+    accumulate: int = 1  # micro-batches per optimizer step (batch_size is one micro-batch); the LR steps per update
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); validated and exported
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """What every converter shares: safe reading, explicit key maps, strict loading with named errors."""
 from __future__ import annotations
 
+import pickle
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,23 +16,54 @@ from sceneparse.errors import CheckpointError
 KeyRule = tuple[str, str]  # (regex on the source key, replacement), applied in order, first match wins
 
 
-def read_torch_checkpoint(path: str | Path, envelope_keys: Sequence[str] = ("state_dict", "model")) -> dict[str, torch.Tensor]:
-    """A state dict from a `.pth` file, never unpickling anything but tensors and plain containers.
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-    `torch.load(weights_only=True)` refuses pickled classes and code; the checkpoint envelopes of the
-    peers (mmsegmentation's `{"meta", "state_dict"}`, sssegmentation's `{"model", ...}`) are unwrapped.
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, without terminal colour codes (torch adds some)."""
+    text = ANSI_ESCAPE.sub("", str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_checkpoint_object(path: str | Path) -> Any:
+    """Everything a `.pth` file holds, reading tensors and plain data only; nothing in it is run.
+
+    Weights-only files load with `torch.load(weights_only=True)`. Training checkpoints that pickle
+    other objects (mmengine's message hub, numpy arrays, ...) are read again through
+    `sceneparse.convert.restricted_pickle`: those objects come back as inert placeholders, and a
+    file naming code to run (os.system, eval, subprocess, ...) is refused.
     """
+    from sceneparse.convert import restricted_pickle
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle.UnpicklingError, RuntimeError for corrupt zips, ...
+        with warnings.catch_warnings():  # torch's notes on pickle protocols: the outcome is what counts
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass  # more than tensors: read it again without running anything
+    except Exception as exc:  # RuntimeError for corrupt zips, EOFError, ...
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=restricted_pickle)
+    except Exception as exc:
         raise CheckpointError(
-            f"{path}: refused or unreadable as a weights-only checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). Only tensors are accepted; pickled objects are "
-            "never executed. Re-save the state dict alone, or convert it on a trusted machine."
-        ) from exc
+            f"{path}: refused or unreadable ({_first_line(exc)}). Pickled code is never run; tensors, plain "
+            "data and inert stand-ins for other objects are all that is read."
+        ) from None
+
+
+def read_torch_checkpoint(path: str | Path, envelope_keys: Sequence[str] = ("state_dict", "model")) -> dict[str, torch.Tensor]:
+    """The state dict of a `.pth` file (read by `read_checkpoint_object`: nothing in it is run).
+
+    The checkpoint envelopes of the peers (mmsegmentation's `{"meta", "state_dict"}`, mmengine's
+    `{"meta", "state_dict", "message_hub", "optimizer", ...}`, sssegmentation's `{"model", ...}`) are
+    unwrapped.
+    """
+    path = Path(path)
+    obj = read_checkpoint_object(path)
     if isinstance(obj, Mapping):
         for key in envelope_keys:
             if key in obj and isinstance(obj[key], Mapping):

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from sceneparse.config import load_preset, preset_names
+from sceneparse.config.filters import preset_matches
 from sceneparse.config.schema import Preset
 
 MANUAL_DOWNLOAD_SOURCES = ("semseg", "pspnet-caffe")  # released, but on Google Drive / Baidu only
@@ -37,7 +38,8 @@ def has_checkpoint(preset: Preset) -> bool:
 def zoo_rows(source: str = "", dataset: str = "", model: str = "") -> list[ZooRow]:
     """One row per published checkpoint, sorted by preset name; filters match when empty.
 
-    `source` matches the source library ("mmsegmentation") or the weights format ("mmseg").
+    The filters match as `sceneparse presets`' do (`sceneparse.config.filters`: prefix or alias;
+    `source` matches the source library "mmsegmentation" or the weights format "mmseg").
     """
     rows = []
     for name in preset_names():
@@ -45,11 +47,7 @@ def zoo_rows(source: str = "", dataset: str = "", model: str = "") -> list[ZooRo
         if not has_checkpoint(preset):
             continue
         p = preset.published
-        if source and source not in (p.source, p.weights_format):
-            continue
-        if dataset and dataset not in (preset.data.dataset, preset.data.dataset.split("_")[0]):
-            continue
-        if model and model != preset.model.name:
+        if not preset_matches(preset, model, dataset, source):
             continue
         rows.append(ZooRow(name, preset.model.name, preset.data.dataset, p.source, p.weights_format,
                            p.weights_url, p.mIoU, p.sha256_prefix))

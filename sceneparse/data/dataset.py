@@ -15,8 +15,14 @@ from torch.utils.data import Dataset
 
 from sceneparse.config.schema import DataConfig
 from sceneparse.data.files import check_same_size, encode_label, read_image, read_label
+from sceneparse.data.pipelines import (
+    ChainerCVTrainTransform,
+    SemsegTrainTransform,
+    TestTransform,
+    TrainTransform,
+    build_train_transform,
+)
 from sceneparse.data.registry import DatasetInfo, dataset_info
-from sceneparse.data.transforms import TestTransform, TrainTransform
 from sceneparse.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -25,7 +31,10 @@ SampleKey = int | tuple[int, int, int]  # index, or (seed, epoch, index)
 
 
 class SegmentationDataset(Dataset):
-    """Yields {"image": 3xHxW float32 (normalised), "label": HxW int64, "path": image path, "key": sample key}.
+    """Yields {"image", "label": HxW int64, "path": image path, "key": sample key}; the image is 3xHxW
+    float32 (normalised) from the test pipeline, and from the training pipeline either HxWx3 uint8 with
+    "valid" (the box of real pixels; `sceneparse.data.device_batch.model_input` normalises it on the
+    device) or 3xHxW float32 (semseg's and ChainerCV's float pipelines).
 
     The key names the prediction file (`sceneparse.data.registry.pred_name(key)`).
 
@@ -33,7 +42,7 @@ class SegmentationDataset(Dataset):
     """
 
     def __init__(
-        self, info: DatasetInfo, root: str | Path, split: str, transform: TrainTransform | TestTransform,
+        self, info: DatasetInfo, root: str | Path, split: str, transform: TrainTransform | SemsegTrainTransform | ChainerCVTrainTransform | TestTransform,
         ignore_index: int = 255,
     ) -> None:
         self.info = info
@@ -72,9 +81,8 @@ class SegmentationDataset(Dataset):
         seed, epoch, index = (0, 0, key) if isinstance(key, (int, np.integer)) else key
         image, label = self.load(int(index))
         rng = np.random.default_rng([int(seed), int(epoch), int(index)])
-        image_t, label_t = self.transform(image, label, rng)
         sample = self.samples[int(index)]
-        return {"image": image_t, "label": label_t, "path": str(sample.image), "key": sample.key}
+        return {**self.transform(image, label, rng), "path": str(sample.image), "key": sample.key}
 
 
 def config_dataset_info(cfg: DataConfig) -> DatasetInfo:
@@ -110,5 +118,5 @@ def build_dataset(cfg: DataConfig, split: str, train: bool, check: bool = True) 
         from sceneparse.data.check import quick_check
 
         quick_check(info, cfg.root, split)
-    transform = TrainTransform(cfg) if train else TestTransform(cfg)
+    transform = build_train_transform(cfg) if train else TestTransform(cfg)
     return SegmentationDataset(info, cfg.root, split, transform, ignore_index=cfg.ignore_index)

@@ -48,6 +48,8 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
     random.seed(seed)
     torch.set_num_threads(1)  # workers are the parallelism; threads inside them only contend
+    # OpenCV is NOT reconfigured here: cv2.setNumThreads in a forked child tears down the pool state it
+    # inherited and can deadlock; sceneparse.data.transforms sets one thread in the parent, before any fork.
 
 
 def _world() -> tuple[int, int]:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sceneparse.atomic import remove_stale_temporaries
 from sceneparse.data import idmaps
 from sceneparse.data.check import CheckReport, check_dataset
 from sceneparse.data.classes import voc_colormap
@@ -233,6 +234,7 @@ def prepare(
     out = Path(out_root).expanduser().resolve() if out_root else raw
     if not raw.is_dir():
         raise DataError(f"{raw}: raw dataset folder not found")
+    remove_stale_temporaries(out, recursive=True)  # of an earlier prepare that was killed mid-write
     summary = PrepareSummary(name, str(out))
     converter = _CONVERTERS.get(name)
     if converter is None:

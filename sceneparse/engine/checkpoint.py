@@ -8,10 +8,13 @@ A work dir holds, per checkpoint `iter_0004000`:
     checkpoints.json           the manifest: which checkpoints are complete, the latest, the best
     best.safetensors           the best checkpoint's weights (a hard link, or a copy), for `sceneparse test`
 
-Every file is written to a temporary name and renamed (`sceneparse.weights.atomic_write`), and the
+Every file is written to a temporary name and renamed (`sceneparse.atomic.atomic_write`), and the
 manifest is written last: a save killed at any moment leaves the previous manifest, which names
-only complete files. The state file is a plain `torch.save` of tensors and containers, read back
-with `weights_only=True` (nothing is unpickled but tensors, numbers and strings).
+only complete files. The manifest also records each file's SHA-256, so `--resume` notices a
+checkpoint damaged after it was written and falls back to the newest one that is intact. A save
+that fails (a full disk) removes what it wrote of the new checkpoint. The state file is a plain
+`torch.save` of tensors and containers, read back with `weights_only=True` (nothing is unpickled
+but tensors, numbers and strings).
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ from typing import Any
 
 import torch
 
+from sceneparse import atomic
+from sceneparse.atomic import file_sha256
 from sceneparse.errors import CheckpointError
 from sceneparse.weights import atomic_write, load_weights_file, save_weights
 
@@ -63,7 +68,7 @@ def read_manifest(work_dir: str | Path) -> dict[str, Any]:
     """{"checkpoints": [names, oldest first], "latest": name, "best": {"name", "metric", "value"}}."""
     path = Path(work_dir) / MANIFEST
     if not path.is_file():
-        return {"checkpoints": [], "latest": None, "best": None}
+        return {"checkpoints": [], "latest": None, "best": None, "sha256": {}}
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -72,7 +77,9 @@ def read_manifest(work_dir: str | Path) -> dict[str, Any]:
     manifest.setdefault("checkpoints", [])
     manifest.setdefault("latest", None)
     manifest.setdefault("best", None)
+    manifest.setdefault("sha256", {})
     return manifest
+
 
 
 def latest_checkpoint(work_dir: str | Path) -> CheckpointFiles | None:
@@ -101,12 +108,18 @@ def save_checkpoint(
     """
     work_dir = Path(work_dir)
     files = files_of(work_dir, checkpoint_name(iteration))
-    save_weights(model_state, files.weights, metadata)
-    atomic_write(files.state, lambda tmp: torch.save(train_state, tmp))
-
-    if best is not None:
-        publish_best(work_dir, files)
     manifest = read_manifest(work_dir)
+    try:
+        save_weights(model_state, files.weights, metadata)
+        atomic_write(files.state, lambda tmp: torch.save(train_state, tmp))
+        sums = {"weights": file_sha256(files.weights), "state": file_sha256(files.state)}
+        if best is not None:
+            publish_best(work_dir, files)
+    except BaseException:
+        if files.name not in manifest["checkpoints"]:  # never leave half a checkpoint behind
+            files.weights.unlink(missing_ok=True)
+            files.state.unlink(missing_ok=True)
+        raise
     names = [n for n in manifest["checkpoints"] if n != files.name] + [files.name]
     names.sort(key=lambda n: files_of(work_dir, n).iteration)
     if best is not None:
@@ -117,6 +130,7 @@ def save_checkpoint(
         names = [n for n in names if n in recent or n == best_name]
     manifest["checkpoints"] = names
     manifest["latest"] = files.name
+    manifest["sha256"] = {n: v for n, v in manifest["sha256"].items() if n in names} | {files.name: sums}
     atomic_write(work_dir / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2) + "\n"))
     remove_unlisted(work_dir, names)
     return files
@@ -127,7 +141,6 @@ def publish_best(work_dir: str | Path, files: CheckpointFiles) -> Path:
     target = Path(work_dir) / BEST_WEIGHTS
 
     def link_or_copy(tmp: str) -> None:
-        os.unlink(tmp)
         try:
             os.link(files.weights, tmp)  # no second copy on disk; survives pruning of the iter_ file
         except OSError:  # file systems without hard links
@@ -147,14 +160,9 @@ def remove_unlisted(work_dir: str | Path, keep_names: list[str]) -> None:
 
 
 def remove_stale_temporaries(work_dir: str | Path) -> int:
-    """Delete temporary files a killed save left behind (only one process ever writes them)."""
-    count = 0
-    for path in Path(work_dir).glob(".*.tmp"):
-        stem = path.name[1:]
-        if stem.startswith(("iter_", MANIFEST, BEST_WEIGHTS)):
-            path.unlink(missing_ok=True)
-            count += 1
-    return count
+    """Delete the temporaries a killed save left behind, safetensors' own `.tmpXXXXXX` files included
+    (only one training process writes a work dir)."""
+    return atomic.remove_stale_temporaries(work_dir, rust_temporaries=True)
 
 
 def load_train_state(path: str | Path) -> dict[str, Any]:
@@ -168,13 +176,57 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: unreadable training state ({type(exc).__name__}: {exc})") from exc
 
 
+def verify_checkpoint(work_dir: str | Path, files: CheckpointFiles) -> None:
+    """CheckpointError when a file of the checkpoint is missing or differs from what the manifest recorded."""
+    recorded = read_manifest(work_dir)["sha256"].get(files.name, {})
+    for part, path in (("weights", files.weights), ("state", files.state)):
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing")
+        if part in recorded and file_sha256(path) != recorded[part]:
+            raise CheckpointError(f"{path}: its SHA-256 differs from the one recorded when it was saved (damaged)")
+
+
+def load_latest_good(work_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], CheckpointFiles] | None:
+    """(weights, state, files) of the newest intact checkpoint of a work dir, or None when it has none.
+
+    A damaged newer checkpoint (changed since it was saved, truncated, unreadable) is skipped with a
+    warning naming it and the one used instead; CheckpointError when no checkpoint is intact.
+    """
+    work_dir = Path(work_dir)
+    manifest = read_manifest(work_dir)
+    names = list(manifest["checkpoints"])
+    if manifest["latest"] and manifest["latest"] not in names:
+        names.append(manifest["latest"])
+    names.sort(key=lambda n: files_of(work_dir, n).iteration)
+    damaged: list[str] = []
+    for name in reversed(names):
+        files = files_of(work_dir, name)
+        try:
+            verify_checkpoint(work_dir, files)
+            weights, _ = load_weights_file(files.weights)
+            state = load_train_state(files.state)
+        except CheckpointError as exc:
+            log.warning("checkpoint %s is damaged (%s); trying the previous one", name, exc)
+            damaged.append(name)
+            continue
+        if damaged:
+            log.warning("resuming from %s, the newest intact checkpoint (skipped the damaged %s)",
+                        name, ", ".join(damaged))
+        return weights, state, files
+    if damaged:
+        raise CheckpointError(f"{work_dir}: every checkpoint is damaged ({', '.join(damaged)}); "
+                              "start a new run in another --work-dir")
+    return None
+
+
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], CheckpointFiles]:
     """(weights, training state, files) of a checkpoint: a work dir (its latest) or a `.safetensors` path."""
     path = Path(path)
     if path.is_dir():
-        files = latest_checkpoint(path)
-        if files is None:
+        found = load_latest_good(path)
+        if found is None:
             raise CheckpointError(f"{path}: no checkpoint in this work dir (no {MANIFEST})")
+        return found
     else:
         name = path.name.removesuffix(".safetensors").removesuffix(".state.pt")
         files = files_of(path.parent, name)

@@ -50,6 +50,8 @@ OVERRIDES = [
     "train.checkpoint_interval=100",
     "train.log_interval=10",
     "train.keep_checkpoints=1",
+    # from scratch: no download, and the synthetic classes need no ImageNet features
+    'train.pretrained=""',
 ]
 SYNTH_IMAGES = 60  # per split
 SYNTH_SIZE = 128

@@ -31,6 +31,7 @@ from sceneparse.config.loader import dumps_toml, to_dict
 from sceneparse.config.schema import Preset
 from sceneparse.convert.common import load_state_strict
 from sceneparse.data.dataset import SegmentationDataset, build_dataset
+from sceneparse.data.device_batch import model_input, model_label
 from sceneparse.data.loader import build_dataloader
 from sceneparse.distributed import (
     DistInfo,
@@ -44,20 +45,23 @@ from sceneparse.distributed import (
 from sceneparse.engine.checkpoint import (
     CheckpointFiles,
     latest_checkpoint,
-    load_checkpoint,
+    load_latest_good,
     read_manifest,
     remove_stale_temporaries,
     save_checkpoint,
 )
-from sceneparse.engine.losses import CountReducer, SegmentationLoss, build_criterion
+from sceneparse.engine.ema import WeightAverage
+from sceneparse.engine.load_from import load_from
+from sceneparse.engine.losses import SegmentationLoss, Shard, build_criterion
 from sceneparse.engine.optimizer import build_optimizer
-from sceneparse.engine.pretrained import load_pretrained_backbone
+from sceneparse.engine.pretrained import load_pretrained_backbone, resolve_pretrained
 from sceneparse.engine.reproducibility import configure_determinism, rng_state, seed_everything, set_rng_state
 from sceneparse.engine.run_log import RunLog, truncate_log
 from sceneparse.engine.schedule import PolyLR
 from sceneparse.engine.stop import StopFlag
 from sceneparse.engine.train_data import batches_per_epoch, build_train_loader, per_process_batch
 from sceneparse.errors import CheckpointError, ConfigError, SceneparseError
+from sceneparse.evaluation.cityscapes_official import official_collector, summary_scalars
 from sceneparse.evaluation.evaluate import evaluate
 from sceneparse.evaluation.metrics import compute_metrics
 from sceneparse.models.inference import InferenceSettings
@@ -81,7 +85,8 @@ class TrainOptions:
     data_root: str = ""  # overrides data.root
     resume: bool = False  # continue from the work dir's latest checkpoint
     device: str = "auto"
-    pretrained: str = ""  # overrides train.pretrained
+    pretrained: str = ""  # overrides train.pretrained ("none": random initialisation)
+    load_from: str = ""  # overrides train.load_from: a whole segmentation checkpoint to fine-tune
     num_workers: int | None = None  # None = the preset's data.num_workers
     stop_at: int | None = None  # save and stop after this iteration (the schedule still ends at max_iters)
     validate: bool = True  # validate at the preset's eval_interval and at the end
@@ -123,24 +128,24 @@ class _Run:
     checkpoint_every: int
     best: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    ema: WeightAverage | None = None  # train.ema: the averaged weights (validated and exported)
 
 
 def resolve_config(preset: Preset, options: TrainOptions) -> Preset:
     """The preset with the command line's data root and pretrained file applied."""
     data = dataclasses.replace(preset.data, root=options.data_root or preset.data.root)
-    train = dataclasses.replace(preset.train, pretrained=options.pretrained or preset.train.pretrained)
+    train = dataclasses.replace(preset.train, pretrained=options.pretrained or preset.train.pretrained,
+                                load_from=options.load_from or preset.train.load_from)
+    if options.pretrained:  # another backbone than the preset's: its checksum is not the preset's
+        train = dataclasses.replace(train, pretrained_sha256="")
     if train.amp not in ("none", *AMP_DTYPES):
         raise ConfigError(f"train.amp = {train.amp!r}: expected none, bf16 or fp16")
     return dataclasses.replace(preset, data=data, train=train)
 
 
-def _count_reducer(info: DistInfo) -> CountReducer:
-    """Sums the loss's pixel counts over processes (see SegmentationLoss.forward)."""
-
-    def reduce(counts: torch.Tensor) -> tuple[torch.Tensor, int]:
-        return all_reduce_sum(counts.clone()), info.world_size
-
-    return reduce
+def _shard(info: DistInfo) -> Shard:
+    """This process's place in the global batch, and the sum of the loss's denominators over processes."""
+    return Shard(info.rank, info.world_size, lambda counts: all_reduce_sum(counts.clone()))
 
 
 def _build(cfg: Preset, options: TrainOptions, info: DistInfo) -> _Run:
@@ -156,7 +161,12 @@ def _build(cfg: Preset, options: TrainOptions, info: DistInfo) -> _Run:
         val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
     workers = cfg.data.num_workers if options.num_workers is None else options.num_workers
     loader = build_train_loader(train_set, per_process_batch(t.batch_size, info), workers, t.seed, info)
-    iters_per_epoch = batches_per_epoch(loader)
+    if t.accumulate < 1:
+        raise ConfigError(f"train.accumulate = {t.accumulate}: expected 1 or more micro-batches per optimizer step")
+    iters_per_epoch = batches_per_epoch(loader) // t.accumulate  # optimizer steps: the schedule counts these
+    if iters_per_epoch < 1:
+        raise ConfigError(f"train.accumulate = {t.accumulate} micro-batches per step, but an epoch holds only "
+                          f"{batches_per_epoch(loader)} batch(es); lower train.accumulate or train.batch_size")
     epoch_based = t.max_epochs > 0
     max_iters = t.max_epochs * iters_per_epoch if epoch_based else t.max_iters
     unit = iters_per_epoch if epoch_based else 1
@@ -164,18 +174,41 @@ def _build(cfg: Preset, options: TrainOptions, info: DistInfo) -> _Run:
     from sceneparse.api import build_model
 
     net = build_model(cfg)
-    if t.pretrained:
-        load_pretrained_backbone(net.backbone, t.pretrained, t.pretrained_format)
+    if not (options.resume and latest_checkpoint(Path(options.work_dir)) is not None):  # else the checkpoint's
+        _initialise(net, cfg, info, options.progress)
     net = convert_sync_bn(net, info).to(info.device, options.dtype)
     if t.channels_last:
         net = net.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(net, t)
-    scheduler = PolyLR(optimizer, max_iters, t.lr_power, t.min_lr, t.warmup_iters, t.warmup_ratio)
+    scheduler = PolyLR(optimizer, max_iters, t.lr_power, t.min_lr, t.warmup_iters, t.warmup_ratio, t.poly_end)
     scaler = torch.amp.GradScaler(info.device.type) if t.amp == "fp16" else None
     criterion = build_criterion(t, cfg.model.num_classes, cfg.data.ignore_index, cfg.model.aux_head.loss_weight,
                                 cfg.model.align_corners).to(info.device)
+    ema = WeightAverage(net, t.ema) if t.ema else None
     return _Run(cfg, info, Path(options.work_dir), train_set, val_set, loader, net, net, criterion, optimizer,
-                scheduler, scaler, iters_per_epoch, max_iters, t.eval_interval * unit, t.checkpoint_interval * unit)
+                scheduler, scaler, iters_per_epoch, max_iters, t.eval_interval * unit, t.checkpoint_interval * unit,
+                ema=ema)
+
+
+def _initialise(net: nn.Module, cfg: Preset, info: DistInfo, progress: bool) -> None:
+    """The recipe's starting weights: a whole checkpoint (load_from), else its ImageNet backbone.
+
+    The main process fetches the backbone first (one download), the others then find it cached."""
+    t = cfg.train
+    if t.load_from:
+        load_from(net, t.load_from, cfg)
+        return
+    path = None
+    for turn in ("main", "others"):
+        if (turn == "main") == info.is_main:
+            path = resolve_pretrained(t.pretrained, t.pretrained_sha256, progress and info.is_main)
+        barrier(info)
+    if path is not None:
+        load_pretrained_backbone(net.backbone, path, t.pretrained_format)
+    elif cfg.published.source and info.is_main:
+        log.warning("training %s from random initialisation (train.pretrained = %r): the published recipe starts "
+                    "from an ImageNet backbone, so its published mIoU will not be reached", cfg.name,
+                    t.pretrained or "none")
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -189,9 +222,13 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _restore(run: _Run, files: CheckpointFiles) -> int:
+def _restore(run: _Run, weights: dict[str, torch.Tensor], state: dict[str, Any], files: CheckpointFiles) -> int:
     """Load a checkpoint into the run; returns the iteration it was taken at."""
-    weights, state, _ = load_checkpoint(files.weights)
+    if run.ema is not None and "trained_weights" in state:  # the weights file holds the average (train.ema)
+        run.ema.load_state_dict(weights)
+        weights = state["trained_weights"]
+    elif run.ema is not None:
+        run.ema.load_state_dict(weights)  # a checkpoint of a run without EMA: the average starts from it
     load_state_strict(run.net, weights, str(files.weights))
     saved, current = _flatten(state.get("config", {})), _flatten(to_dict(run.cfg))
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
@@ -229,10 +266,13 @@ def _save(run: _Run, iteration: int, best: dict[str, Any] | None) -> CheckpointF
             "config": to_dict(run.cfg),
             "metrics": run.metrics,
             "best": run.best,
+            # with train.ema the weights file holds the average (what test/infer/export read); these resume
+            **({"trained_weights": run.net.state_dict()} if run.ema is not None else {}),
         }
         metadata = {"preset": run.cfg.name, "model": run.cfg.model.name, "iteration": iteration,
                     "config": to_dict(run.cfg)}  # so `infer WEIGHTS` and `Segmenter` rebuild this exact model
-        files = save_checkpoint(run.work_dir, iteration, run.net.state_dict(), state, metadata,
+        weights = run.ema.state_dict() if run.ema is not None else run.net.state_dict()
+        files = save_checkpoint(run.work_dir, iteration, weights, state, metadata,
                                 run.cfg.train.keep_checkpoints, best)
         log.info("saved checkpoint %s", files.weights)
     barrier(run.info)
@@ -263,9 +303,14 @@ def _validate(run: _Run, iteration: int, options: TrainOptions) -> dict[str, Any
         loader = _CastImages(loader, options.dtype)
     progress = options.progress
     settings = InferenceSettings.from_config(cfg.test)
-    matrix = evaluate(run.model, loader, cfg.model.num_classes, cfg.data.ignore_index, settings, run.info.device,
-                      progress=progress and run.info.is_main, reduce=True)
+    official = official_collector(run.val_set, run.info.device)  # Cityscapes: category IoU and iIoU as the benchmark
+    averaged = run.ema.applied(run.net) if run.ema is not None else contextlib.nullcontext()
+    with averaged:  # train.ema: the averaged weights are the ones validated (and exported)
+        matrix = evaluate(run.model, loader, cfg.model.num_classes, cfg.data.ignore_index, settings, run.info.device,
+                          on_prediction=official, progress=progress and run.info.is_main, reduce=True)
     metrics = compute_metrics(matrix.matrix, run.val_set.info.classes)
+    if official is not None:
+        metrics["cityscapes"] = official.metrics()
     metrics["iteration"] = iteration
     return metrics
 
@@ -293,14 +338,28 @@ def _start_iteration(run: _Run, options: TrainOptions) -> int:
     if not options.resume:
         raise CheckpointError(f"{run.work_dir} already holds checkpoints (latest {manifest['latest']}); pass "
                               "--resume to continue that run, or choose another --work-dir")
-    iteration = _restore(run, latest)
+    found = load_latest_good(run.work_dir)  # the newest intact one: a damaged latest is skipped, with a warning
+    assert found is not None
+    iteration = _restore(run, *found)
     if run.info.is_main:
-        log.info("resumed from %s at iteration %d", latest.weights, iteration)
+        log.info("resumed from %s at iteration %d", found[2].weights, iteration)
     return iteration
+
+
+def _check_options(options: TrainOptions) -> None:
+    """ConfigError for options no run can use (before anything is created or read)."""
+    work_dir = Path(options.work_dir)
+    if work_dir.exists() and not work_dir.is_dir():
+        raise ConfigError(f"--work-dir {work_dir}: is a file, not a folder; choose a folder for the run")
+    if options.stop_at is not None and options.stop_at < 1:
+        raise ConfigError(f"--stop-at {options.stop_at}: must be an iteration, 1 or more")
+    if options.num_workers is not None and options.num_workers < 0:
+        raise ConfigError(f"--workers {options.num_workers}: must be 0 or more")
 
 
 def train(preset: Preset, options: TrainOptions) -> TrainResult:
     """Train `preset` into `options.work_dir`; joins the torchrun process group when WORLD_SIZE > 1."""
+    _check_options(options)
     joined_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     info = init_distributed(options.device)
     try:
@@ -337,27 +396,31 @@ def _train(cfg: Preset, options: TrainOptions, info: DistInfo) -> TrainResult:
             run_log.close()
 
 
-def _forward_backward(run: _Run, batch: dict, dtype: torch.dtype, reduce_counts: CountReducer,
-                      stop_requested: bool) -> tuple[torch.Tensor, bool]:
+def _forward_backward(run: _Run, batch: dict, dtype: torch.dtype, shard: Shard,
+                      stop_requested: bool, micro: int = 0) -> tuple[torch.Tensor, bool]:
     """Forward (autocast), loss, backward; returns ([loss, decode, aux, stop votes] summed over processes
     and turned into global-batch means, on the CPU) and whether the model has an aux head.
+
+    With train.accumulate = N, micro-batch `micro` (0 .. N-1) adds 1/N of its loss's gradient to the
+    gradients of the micro-batches before it (the first one clears them).
 
     One all-reduce per step carries the losses (for the log and the NaN check, so every process
     stops at the same step) and the stop flag (so a signal to one process stops them all).
     """
     device = run.info.device
-    image = batch["image"].to(device, dtype, non_blocking=True)
-    label = batch["label"].to(device, non_blocking=True)
-    if run.cfg.train.channels_last:
-        image = image.contiguous(memory_format=torch.channels_last)
+    data = run.cfg.data  # uint8 crops are normalised here, on the device (as mmseg's data preprocessor)
+    image = model_input(batch, device, dtype, data.mean, data.std, channels_last=run.cfg.train.channels_last)
+    label = model_label(batch, device)
     with _autocast(run):
         outputs = run.model(image, upsample=False)  # the heads' logits: the loss upsamples them band by band
-    losses = run.criterion.consume(outputs, label, reduce_counts)
-    run.optimizer.zero_grad(set_to_none=True)
+    losses = run.criterion.consume(outputs, label, shard)
+    if micro == 0:
+        run.optimizer.zero_grad(set_to_none=True)
+    objective = losses["loss"] / run.cfg.train.accumulate
     if run.scaler is not None:
-        run.scaler.scale(losses["loss"]).backward()
+        run.scaler.scale(objective).backward()
     else:
-        losses["loss"].backward()
+        objective.backward()
     zero = torch.zeros((), device=device)
     parts = [losses["loss"], losses["loss_decode"], losses.get("loss_aux", zero), zero + float(stop_requested)]
     shared = all_reduce_sum(torch.stack([part.detach().double() for part in parts])).cpu()
@@ -380,7 +443,7 @@ def _optimizer_step(run: _Run) -> None:
 
 def _loop(run: _Run, options: TrainOptions, start: int, run_log: RunLog | None) -> TrainResult:
     cfg, info, t = run.cfg, run.info, run.cfg.train
-    reduce_counts = _count_reducer(info)
+    shard = _shard(info)
     end = run.max_iters if options.stop_at is None else min(run.max_iters, options.stop_at)
     result = TrainResult(start, run.max_iters, "finished", run.metrics)
     sums = torch.zeros(3, dtype=torch.float64)  # loss, decode, aux since the last log line
@@ -393,10 +456,14 @@ def _loop(run: _Run, options: TrainOptions, start: int, run_log: RunLog | None) 
         for it in range(start, end):
             epoch, position = divmod(it, run.iters_per_epoch)
             if data_iter is None or position == 0:
-                run.loader.sampler.set_epoch(epoch, skip=position * int(run.loader.batch_size or 1))
+                skip = position * t.accumulate * int(run.loader.batch_size or 1)
+                run.loader.sampler.set_epoch(epoch, skip=skip)
                 data_iter = iter(run.loader)
-            batch = next(data_iter)
-            shared, has_aux = _forward_backward(run, batch, options.dtype, reduce_counts, stop.requested)
+            shared = torch.zeros(4, dtype=torch.float64)
+            for micro in range(t.accumulate):  # train.accumulate micro-batches per optimizer step
+                part, has_aux = _forward_backward(run, next(data_iter), options.dtype, shard, stop.requested, micro)
+                shared += part
+            shared[:3] /= t.accumulate  # the step's loss: the mean of its micro-batches'
             iteration = it + 1
             if not math.isfinite(float(shared[0])):
                 last = latest_checkpoint(run.work_dir)
@@ -406,6 +473,8 @@ def _loop(run: _Run, options: TrainOptions, start: int, run_log: RunLog | None) 
                     f"the weights; {where} (lower train.lr, set train.grad_clip, or check the data)")
 
             _optimizer_step(run)
+            if run.ema is not None:
+                run.ema.update(run.net)
             lr = run.optimizer.param_groups[0]["lr"]
             run.scheduler.step()
 
@@ -433,8 +502,9 @@ def _loop(run: _Run, options: TrainOptions, start: int, run_log: RunLog | None) 
                 if info.is_main:
                     assert run_log is not None
                     run_log.write({"iteration": iteration, "split": cfg.data.val_split, "mIoU": run.metrics["mIoU"],
-                                   "aAcc": run.metrics["aAcc"], "mAcc": run.metrics["mAcc"]}, prefix="val")
-                    log.info("iteration %d: %s mIoU %.4f", iteration, cfg.data.val_split, run.metrics["mIoU"] or 0)
+                                   "aAcc": run.metrics["aAcc"], "mAcc": run.metrics["mAcc"],
+                                   **summary_scalars(run.metrics)}, prefix="val")
+                    log.info("iteration %d: %s mIoU %.2f%%", iteration, cfg.data.val_split, 100 * (run.metrics["mIoU"] or 0))
                 value = run.metrics["mIoU"]
                 if value is not None and (run.best is None or value > run.best["value"]):
                     best = {"metric": "mIoU", "value": value}

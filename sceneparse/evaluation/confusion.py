@@ -1,7 +1,10 @@
 """The confusion matrix every metric is computed from (torchvision references' ConfusionMatrix style).
 
 `update` adds a batch with one `bincount` on the device; `all_reduce` sums the matrices of all
-processes, so distributed evaluation counts each pixel exactly once.
+processes, so distributed evaluation counts each pixel exactly once. With `void_column` the matrix
+has one more column, for predictions outside the classes (255 where a model abstains): such a
+pixel is a false negative of its ground-truth class and nobody's false positive, as the official
+Cityscapes evaluator and mmsegmentation count it (`metrics.split_void`).
 """
 from __future__ import annotations
 
@@ -12,10 +15,13 @@ import torch.distributed as dist
 class ConfusionMatrix:
     """rows: ground truth class, columns: predicted class; pixels labelled `ignore_index` are skipped."""
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str = "cpu") -> None:
+    def __init__(self, num_classes: int, ignore_index: int = 255, device: torch.device | str = "cpu",
+                 void_column: bool = False) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+        self.void_column = void_column
+        columns = num_classes + 1 if void_column else num_classes
+        self.matrix = torch.zeros(num_classes, columns, dtype=torch.int64, device=device)
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, label: torch.Tensor) -> None:
@@ -31,7 +37,14 @@ class ConfusionMatrix:
             raise ValueError(f"label values {bad} are outside 0..{self.num_classes - 1} and not the ignore "
                              f"index {self.ignore_index}")
         n = self.num_classes
-        self.matrix += torch.bincount(label * n + pred, minlength=n * n).reshape(n, n)
+        outside = (pred < 0) | (pred >= n)
+        if self.void_column:
+            pred = torch.where(outside, n, pred)
+        elif outside.any():
+            bad = pred[outside].unique()[:10].tolist()
+            raise ValueError(f"predicted values {bad} are outside 0..{n - 1}")
+        columns = self.matrix.shape[1]
+        self.matrix += torch.bincount(label * columns + pred, minlength=n * columns).reshape(n, columns)
 
     def all_reduce(self) -> None:
         """Sum over all processes (no-op without an initialised process group)."""

@@ -18,8 +18,9 @@ from tqdm import tqdm
 from sceneparse.evaluation.confusion import ConfusionMatrix
 from sceneparse.models.inference import InferenceSettings
 
-# Called with each prediction (HxW class ids, numpy, at the label's size) and its image path.
-PredictionCallback = Callable[[np.ndarray, str], None]
+# Called with each prediction (HxW class ids, numpy, at the label's size), its label (HxW training
+# ids, ignore index where unscored) and its image path.
+PredictionCallback = Callable[[np.ndarray, np.ndarray, str], None]
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -56,12 +57,11 @@ def evaluate(
         for batch in tqdm(loader, total=total, desc="evaluate", unit="batch", disable=not progress, leave=False):
             image = batch["image"].to(device, non_blocking=True)
             label = batch["label"].to(device, non_blocking=True)
-            probs = settings.predict_proba(net, image, out_size=label.shape[-2:])
-            pred = probs.argmax(dim=1)
+            pred = settings.predict_labels(net, image, out_size=label.shape[-2:])  # bounded memory on huge labels
             matrix.update(pred, label)
             if on_prediction is not None:
-                for one, path in zip(pred.cpu().numpy(), batch["path"], strict=True):
-                    on_prediction(one, path)
+                for one, truth, path in zip(pred.cpu().numpy(), label.cpu().numpy(), batch["path"], strict=True):
+                    on_prediction(one, truth, path)
     finally:
         net.train(was_training)
     if reduce:

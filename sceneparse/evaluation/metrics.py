@@ -45,19 +45,40 @@ def _value(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
 
 
+def _f_score(precision: np.ndarray, recall: np.ndarray, beta: float) -> np.ndarray:
+    """mmsegmentation's F-beta from precision and recall: undefined (NaN) where either is, and where
+    both are 0 (a class present on both sides that the model never gets right)."""
+    b2 = beta * beta
+    numerator = (1 + b2) * precision * recall
+    return _ratio(np.nan_to_num(numerator), np.where(np.isnan(numerator), 0.0, b2 * precision + recall))
+
+
+def split_void(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C x C matrix, per-class count of void predictions) of a C x C or C x (C + 1) matrix.
+
+    The optional last column counts pixels predicted as void (255, or a Cityscapes labelId that is
+    not evaluated): false negatives of their ground-truth class, no class's false positive, as
+    cityscapesScripts and mmsegmentation count them.
+    """
+    m = np.asarray(matrix)
+    if m.ndim == 2 and m.shape[1] == m.shape[0] + 1:
+        return m[:, :-1], m[:, -1]
+    return m, np.zeros(m.shape[0], dtype=m.dtype)
+
+
 def per_class_figures(matrix: np.ndarray, extra: Sequence[str] = (), beta: float = 1.0) -> dict[str, np.ndarray]:
-    """Each metric as an array over the classes (NaN where undefined)."""
-    tp = np.diag(matrix).astype(np.float64)
-    gt = matrix.sum(axis=1).astype(np.float64)  # pixels labelled as the class
-    pred = matrix.sum(axis=0).astype(np.float64)  # pixels predicted as the class
+    """Each metric as an array over the classes (NaN where undefined), as mmsegmentation's IoUMetric
+    defines them (mmseg/evaluation/metrics/iou_metric.py, `total_area_to_metrics`)."""
+    square, void = split_void(matrix)
+    tp = np.diag(square).astype(np.float64)
+    gt = square.sum(axis=1).astype(np.float64) + void  # pixels labelled as the class
+    pred = square.sum(axis=0).astype(np.float64)  # pixels predicted as the class
     figures = {"IoU": _ratio(tp, gt + pred - tp), "Acc": _ratio(tp, gt)}
     for name in extra:
         if name == "dice":
             figures["Dice"] = _ratio(2 * tp, gt + pred)
         elif name == "fscore":
-            # F_beta from counts: (1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp); equals Dice for beta = 1.
-            b2 = beta * beta
-            figures["Fscore"] = _ratio((1 + b2) * tp, b2 * gt + pred)
+            figures["Fscore"] = _f_score(_ratio(tp, pred), _ratio(tp, gt), beta)
         elif name == "precision":
             figures["Precision"] = _ratio(tp, pred)
         elif name == "recall":
@@ -78,12 +99,12 @@ def compute_metrics(
     `extra` names optional metrics among EXTRA_METRICS ("dice", "fscore", "precision", "recall").
     """
     m = matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] != len(class_names):
+    if m.ndim != 2 or m.shape[0] != len(class_names) or m.shape[1] not in (m.shape[0], m.shape[0] + 1):
         raise ValueError(f"confusion matrix {m.shape} does not fit {len(class_names)} class names")
     figures = per_class_figures(m, extra, beta)
     total = int(m.sum())
     result: dict[str, Any] = {
-        "aAcc": float(np.trace(m) / total) if total else None,
+        "aAcc": float(np.trace(split_void(m)[0]) / total) if total else None,
         "mIoU": _mean(figures["IoU"]),
         "mAcc": _mean(figures["Acc"]),
     }
@@ -99,8 +120,10 @@ def compute_metrics(
 
 
 def parse_metric_names(text: str) -> tuple[str, ...]:
-    """"dice,fscore" -> ("dice", "fscore"); an unknown name is a ConfigError listing the choices."""
+    """"dice,fscore" -> ("dice", "fscore"); "all" -> every one; an unknown name is a ConfigError."""
     names = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    if "all" in names:
+        return EXTRA_METRICS
     unknown = [name for name in names if name not in EXTRA_METRICS]
     if unknown:
         raise ConfigError(f"--metrics: unknown metric(s) {', '.join(unknown)}; choose from {', '.join(EXTRA_METRICS)}")
@@ -149,4 +172,8 @@ def format_table(metrics: dict[str, Any], title: str = "") -> str:
     absent = [name for name, row in per_class.items() if row["IoU"] is None]
     if absent:
         lines.append(f"absent from prediction and ground truth (not in the means): {', '.join(absent)}")
+    if metrics.get("cityscapes"):
+        from sceneparse.evaluation.cityscapes_official import format_official
+
+        lines += ["", format_official(metrics["cityscapes"])]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sceneparse.data.files import write_text
-from sceneparse.evaluation.metrics import format_table, save_metrics
+from sceneparse.evaluation.metrics import format_table, save_metrics, split_void
 from sceneparse.visualize import plot_class_iou, plot_confusion
 
 METRICS_JSON = "metrics.json"
@@ -38,7 +38,8 @@ def write_report(metrics: dict[str, Any], matrix: np.ndarray, class_names: Seque
     if figures:
         paths["confusion"] = out / CONFUSION_PNG
         paths["class_iou"] = out / CLASS_IOU_PNG
-        plot_confusion(np.asarray(matrix), class_names, paths["confusion"])
+        # the classes' square (void predictions, if counted, stay out of the picture)
+        plot_confusion(split_void(np.asarray(matrix))[0], class_names, paths["confusion"])
         plot_class_iou(metrics, paths["class_iou"])
     return paths
 

@@ -4,8 +4,11 @@ The graph takes a normalised float32 batch `image` (N x 3 x H x W) and returns `
 (N x classes x H x W), as `model(x)["out"]`. With `dynamic=True` the batch size, height and width
 are free: the pyramid pooling is traced in its matrix form (`sceneparse.models.ppm`), and the PSA
 head's size rules become tensor operations (`sceneparse.export.dynamic_psa`), so any size gives the
-PyTorch answer. The file's metadata ("sceneparse", JSON) names the preset, the class count and
-`align_corners`, which the test-time modes need.
+PyTorch answer. The file carries what running it needs in its `metadata_props`: "sceneparse" (JSON:
+the resolved preset config, classes, palette, mean / std, align_corners, class count, input size
+policy), and the same facts as plain keys ("preset", "classes", "palette", "mean", "std",
+"align_corners", "num_classes", "input_size") for other runtimes. `sceneparse infer model.onnx`
+needs nothing else.
 
 The TorchScript-based exporter is used (`dynamo=False`): it records the size arithmetic of the
 resizes as graph operations, where `torch.export` specialises on the example size.
@@ -22,7 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from sceneparse.errors import CheckpointError
+from sceneparse.config.loader import to_dict
+from sceneparse.config.schema import Preset
+from sceneparse.errors import CheckpointError, ConfigError
 from sceneparse.export.dynamic_psa import DynamicSizePSAHead
 from sceneparse.models.blocked_layout import BlockedBackbone
 from sceneparse.models.fuse import InferenceModel
@@ -70,7 +75,9 @@ def export_onnx(model: nn.Module, path: str | Path, size: Sequence[int] = (512, 
     axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
             OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}} if dynamic else None
     info = {"num_classes": int(model.num_classes), "align_corners": bool(model.align_corners),
-            "dynamic": dynamic, "example_size": [int(size[0]), int(size[1])], **(metadata or {})}
+            "dynamic": dynamic, "example_size": [int(size[0]), int(size[1])],
+            "input_size": "any (dynamic batch, height and width)" if dynamic else f"{int(size[0])}x{int(size[1])}",
+            **(metadata or {})}
 
     def write(tmp: str) -> None:
         import onnx
@@ -81,12 +88,71 @@ def export_onnx(model: nn.Module, path: str | Path, size: Sequence[int] = (512, 
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=axes,
                               do_constant_folding=True)
         proto = onnx.load(tmp)
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(info)
+        for key, value in metadata_props(info).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
         onnx.save(proto, tmp)
 
     atomic_write(path, write)
     return path
+
+
+PLAIN_KEYS = ("preset", "classes", "palette", "mean", "std", "align_corners", "num_classes", "input_size")
+
+
+def preset_metadata(preset: Preset) -> dict[str, Any]:
+    """What an export of `preset`'s model needs to run alone: its config, classes, palette, mean / std."""
+    from sceneparse.segmenter import _class_names_and_palette
+
+    classes, palette = _class_names_and_palette(preset, preset.model.num_classes)
+    return {"preset": preset.name, "config": to_dict(preset), "classes": list(classes),
+            "palette": [list(map(int, c)) for c in palette], "mean": list(preset.data.mean),
+            "std": list(preset.data.std)}
+
+
+def metadata_props(info: dict[str, Any]) -> dict[str, str]:
+    """The ONNX `metadata_props` entries: everything as JSON under "sceneparse", plus plain keys."""
+    props = {METADATA_KEY: json.dumps(info)}
+    for key in PLAIN_KEYS:
+        if key in info:
+            value = info[key]
+            props[key] = value if isinstance(value, str) else json.dumps(value)
+    return props
+
+
+def read_onnx_metadata(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[list[int], str]]]:
+    """(the "sceneparse" metadata, {initializer name: (shape, dtype)}) of an ONNX file, without running it."""
+    path = Path(path)
+    try:
+        import onnx
+    except ImportError:
+        raise CheckpointError(f"{path}: reading ONNX files needs the onnx package (pip install 'sceneparse[onnx]')") from None
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and others for files that are not ONNX
+        raise CheckpointError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    try:
+        meta = json.loads(props.get(METADATA_KEY, "{}"))
+    except json.JSONDecodeError:
+        meta = {}
+    tensors = {t.name: (list(t.dims), onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name)
+               for t in proto.graph.initializer}
+    return meta, tensors
+
+
+def preset_from_onnx_metadata(metadata: dict[str, Any], path: str | Path) -> Preset:
+    """The preset an export was made from, as its metadata records it."""
+    from sceneparse.config import load_preset
+    from sceneparse.config.loader import from_dict
+
+    config = metadata.get("config")
+    if isinstance(config, dict):
+        return from_dict(Preset, {**config, "name": metadata.get("preset") or Path(path).stem}, source=str(path))
+    if metadata.get("preset"):
+        return load_preset(str(metadata["preset"]))
+    raise ConfigError(f"{path}: the file's metadata names no preset (exported by an older sceneparse or another "
+                      "tool); pass the preset: sceneparse infer PRESET --onnx FILE ...")
 
 
 class OnnxSegmentor:

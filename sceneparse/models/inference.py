@@ -12,6 +12,15 @@ to the label's size before the softmax (as mmsegmentation's `rescale=True`).
 
 The model is anything called as `model(x)["out"]` with `num_classes` and `align_corners`
 attributes: a `Segmentor`, or an ONNX Runtime wrapper.
+
+Memory. The views run at the test scale (the preset's base scale times the TTA scale), so their
+logits are bounded by the preset, whatever the image's size; only the probabilities at the
+output size grow with it (an 8000 x 8000 image and 150 classes: 38 GB). `predict_labels`, which
+is what class ids need, builds the full map only when it is small (`LABELS_BUDGET`); beyond that
+it resizes the views' logits to the output band of rows by band of rows (the same numbers
+`F.interpolate` gives: the band formula below is its own, checked bit for bit by the tests),
+averages their softmax per band and keeps only the class ids. `probability_map_bytes` says what
+`predict_proba` needs, which `Segmenter.predict_proba` checks against the free memory.
 """
 from __future__ import annotations
 
@@ -21,6 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from sceneparse.config.schema import TestConfig
 from sceneparse.models.layers import resize
@@ -108,6 +118,100 @@ def predict_proba(
     return total / (len(scales) * (2 if flip else 1))
 
 
+# Output maps smaller than this (N x C x H x W float32 bytes) take the plain path of `predict_proba`.
+LABELS_BUDGET = 1 << 30
+
+
+def probability_map_bytes(num_images: int, num_classes: int, height: int, width: int) -> int:
+    """Bytes of the float32 probabilities `predict_proba` returns; it holds about three such maps at its peak
+    (the resized logits, their softmax and the running sum)."""
+    return 4 * num_images * num_classes * height * width
+
+
+def _source_rows(out_len: int, in_len: int, align_corners: bool, start: int, stop: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For output rows [start, stop): the two source rows and their weights, as PyTorch's bilinear
+    kernel computes them (float32 scale, source position in double, then float32)."""
+    dst = torch.arange(start, stop, dtype=torch.float64)
+    if align_corners:
+        scale = float(torch.tensor(in_len - 1, dtype=torch.float32) / (out_len - 1)) if out_len > 1 else 0.0
+        src = (scale * dst).to(torch.float32)
+    else:
+        scale = float(torch.tensor(in_len, dtype=torch.float32) / out_len)
+        src = (scale * (dst + 0.5) - 0.5).clamp_min(0).to(torch.float32)
+    low = src.to(torch.long)
+    weight_high = src - low
+    high = torch.where(low < in_len - 1, low + 1, low)
+    return low, high, 1 - weight_high, weight_high
+
+
+def resize_band(x: torch.Tensor, size: tuple[int, int], align_corners: bool, start: int, stop: int) -> torch.Tensor:
+    """Rows [start, stop) of `resize(x, size)`, computed from the source rows they need only."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x[:, :, start:stop]
+    low, high, w_low, w_high = _source_rows(size[0], x.shape[-2], align_corners, start, stop)
+    rows = torch.unique(torch.cat([low, high]))
+    # along the width first (F.interpolate itself, the height left as it is), then the height as its kernel does
+    wide = F.interpolate(x[:, :, rows.to(x.device)], size=(len(rows), size[1]), mode="bilinear",
+                         align_corners=align_corners)
+    a = wide.index_select(2, torch.searchsorted(rows, low).to(x.device))
+    b = wide.index_select(2, torch.searchsorted(rows, high).to(x.device))
+    w_low = w_low.to(x.device)[:, None]
+    w_high = w_high.to(x.device)[:, None]
+    # as the kernel: b * w_high + a * w_low, the second product fused into the addition (addcmul fuses too)
+    return torch.addcmul(b * w_high, a, w_low)
+
+
+@torch.no_grad()
+def predict_labels(
+    model: nn.Module,
+    x: torch.Tensor,
+    mode: str = "whole",
+    crop: Sequence[int] = (512, 512),
+    stride: Sequence[int] = (341, 341),
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    out_size: Sequence[int] | None = None,
+    window_batch: int = 1,
+    budget: int | None = None,
+) -> torch.Tensor:
+    """Class ids N x H x W: `predict_proba(...).argmax(1)`, in bounded memory for large outputs.
+
+    Up to `budget` bytes of probabilities the full map is made; beyond, the output is made in bands
+    of rows, each holding about `budget` / 8 bytes, with a progress bar where the output is a terminal.
+    `budget` None is `LABELS_BUDGET`.
+    """
+    budget = LABELS_BUDGET if budget is None else budget
+    h, w = x.shape[-2:]
+    target = (int(out_size[0]), int(out_size[1])) if out_size is not None else (h, w)
+    n, classes = x.shape[0], int(model.num_classes)
+    if probability_map_bytes(n, classes, *target) <= budget:
+        return predict_proba(model, x, mode, crop, stride, scales, flip, target, window_batch).argmax(dim=1)
+    crop_hw, stride_hw = (int(crop[0]), int(crop[1])), (int(stride[0]), int(stride[1]))
+    views = []  # logits of each view at its own (test-scale) size, mirrored back
+    for scale in scales:
+        scaled = resize(x, (int(h * scale + 0.5), int(w * scale + 0.5)), model.align_corners)
+        for mirrored in ([False, True] if flip else [False]):
+            logits = logits_once(model, scaled.flip(-1) if mirrored else scaled, mode, crop_hw, stride_hw, window_batch)
+            views.append(logits.flip(-1) if mirrored else logits)
+    if not views:
+        raise ValueError("predict_labels needs at least one scale")
+    labels = torch.empty(n, *target, dtype=torch.long, device=x.device)
+    rows = max(1, budget // (8 * probability_map_bytes(n, classes, 1, target[1])))
+    starts = range(0, target[0], rows)
+    for start in tqdm(starts, desc="labels", unit="band", disable=None, leave=False):
+        stop = min(target[0], start + rows)
+        if len(views) == 1:  # softmax keeps the order: the logits' argmax (unless two are within 6e-8)
+            labels[:, start:stop] = resize_band(views[0], target, model.align_corners, start, stop).argmax(dim=1)
+            continue
+        total = None
+        for logits in views:
+            probs = F.softmax(resize_band(logits, target, model.align_corners, start, stop), dim=1)
+            total = probs if total is None else total.add_(probs)
+        labels[:, start:stop] = total.argmax(dim=1)
+    return labels
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     """How to turn an image into probabilities: the mode, its window, and the test-time augmentation.
@@ -154,3 +258,9 @@ class InferenceSettings:
         """`predict_proba` with these settings."""
         return predict_proba(model, x, self.mode, self.crop, self.stride, self.scales, self.flip, out_size,
                              self.window_batch)
+
+    def predict_labels(self, model: nn.Module, x: torch.Tensor, out_size: Sequence[int] | None = None,
+                       budget: int | None = None) -> torch.Tensor:
+        """`predict_labels` (class ids in bounded memory) with these settings."""
+        return predict_labels(model, x, self.mode, self.crop, self.stride, self.scales, self.flip, out_size,
+                              self.window_batch, budget)
