@@ -45,6 +45,7 @@ def test_a_toml_file_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixt
     ("data.crop_size=[-512,512]", "data.crop_size"),
     ("test.stride=[0,0]", "test.stride"),
     ("test.scales=[]", "test.scales"),
+    ("test.slide_style='mmsegmentation'", "test.slide_style"),
     ("data.scale=[0,0]", "data.scale"),
     ("data.ratio_range=[2.0,0.5]", "data.ratio_range"),
     ("model.backbone.depth=42", "model.backbone.depth"),

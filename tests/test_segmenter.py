@@ -94,6 +94,21 @@ def test_slide_with_the_whole_image_as_window_equals_whole(weights: Path) -> Non
     assert not np.allclose(overlapping.predict_proba(photo()), whole, atol=1e-4)  # the windows do matter
 
 
+def test_semseg_slide_style_reaches_the_segmenter(weights: Path) -> None:
+    # a window larger than the 64 x 90 test image: mmseg shrinks it (= whole), semseg pads with the mean
+    preset = with_test(tiny_preset(), crop_size=[80, 120], stride=[54, 80], scales=[1.0], flip=True)
+    model = build_model(preset, weights)
+    whole = Segmenter(model, preset, mode="whole").predict_proba(photo())
+    np.testing.assert_allclose(Segmenter(model, preset, mode="slide").predict_proba(photo()), whole, atol=1e-6)
+    semseg = with_test(preset, slide_style="semseg")
+    padded = Segmenter(model, semseg, mode="slide").predict_proba(photo())
+    assert not np.allclose(padded, whole, atol=1e-4)
+    np.testing.assert_allclose(padded.sum(axis=0), 1.0, atol=1e-5)
+    # every window is mirrored already: --tta's flip (single scale) changes nothing
+    np.testing.assert_allclose(Segmenter(model, semseg, mode="slide", tta=True).predict_proba(photo()), padded,
+                               atol=1e-6)
+
+
 class MirrorSymmetric(torch.nn.Module):
     """A model whose logits are symmetric under horizontal flips."""
 

@@ -112,6 +112,12 @@ class TrainConfig:
     warmup_iters: int = 0
     warmup_ratio: float = 1e-6
     head_lr_mult: float = 1.0  # every module after the backbone (semseg's index_split: 10)
+    # Weight decay on the normalisation layers' weight and bias too (mmsegmentation, sssegmentation, semseg);
+    # false: none on them (ChainerCV's WeightDecay hook skips BatchNorm's gamma and beta)
+    norm_weight_decay: bool = True
+    # "pytorch": v = m v + g, p -= lr v (torch's SGD); "chainer": v = m v - lr g, p += v (chainer's MomentumSGD:
+    # the LR inside the velocity, which differs once the LR changes). sceneparse/engine/optimizer.py
+    momentum_form: str = "pytorch"
     loss: str = "ce"  # "ce" or "ohem"
     # What a head's loss is divided by (docs/recipes.md): "all_pixels" (mmsegmentation, avg_non_ignore=False:
     # every pixel, ignored ones too) or "labelled" (sssegmentation, semseg, ChainerCV: the labelled pixels,
@@ -145,6 +151,9 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); validated and exported
 
 
+SLIDE_STYLES = ("mmseg", "semseg")  # the values of TestConfig.slide_style
+
+
 @dataclass
 class TestConfig:
     mode: str = "whole"  # "whole" or "slide"
@@ -152,6 +161,10 @@ class TestConfig:
     stride: list[int] = field(default_factory=lambda: [341, 341])  # slide step (height, width)
     scales: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])  # for --tta
     flip: bool = True  # for --tta
+    # slide mode: "mmseg" shrinks the window to a small image and averages logits; "semseg" (hszhao/semseg's
+    # tool/test.py) pads a small image, centred, with the mean, runs every window with its mirror and
+    # averages probabilities, resized to the output half-pixel (cv2 INTER_LINEAR)
+    slide_style: str = "mmseg"
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sceneparse.config.schema import Preset, TrainConfig
+from sceneparse.config.schema import SLIDE_STYLES, Preset, TrainConfig
 from sceneparse.errors import ConfigError
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
@@ -44,6 +44,8 @@ def validate_values(preset: Preset, source: str = "") -> None:
               "mean and std must hold one value per RGB channel, std positive")
     _pair_of_positive(test.crop_size, source, "test.crop_size", "height, width")
     _pair_of_positive(test.stride, source, "test.stride", "height, width")
+    if test.slide_style not in SLIDE_STYLES:
+        _fail(source, "test.slide_style", f"must be one of {', '.join(SLIDE_STYLES)}, got {test.slide_style!r}")
     if not test.scales or any(s <= 0 for s in test.scales):
         _fail(source, "test.scales", f"must list one or more positive scales (used by --tta), got {list(test.scales)}")
     if train.batch_size < 1:
@@ -55,6 +57,7 @@ def validate_values(preset: Preset, source: str = "") -> None:
 
 LOSS_AVERAGES = ("all_pixels", "labelled")  # sceneparse.engine.losses
 POLY_ENDS = ("after_last", "at_last")  # sceneparse.engine.schedule
+MOMENTUM_FORMS = ("pytorch", "chainer")  # sceneparse.engine.optimizer
 
 
 def _check_recipe(train: TrainConfig, source: str) -> None:
@@ -63,6 +66,9 @@ def _check_recipe(train: TrainConfig, source: str) -> None:
         _fail(source, "train.loss_average", f"expected one of {', '.join(LOSS_AVERAGES)}, got {train.loss_average!r}")
     if train.poly_end not in POLY_ENDS:
         _fail(source, "train.poly_end", f"expected one of {', '.join(POLY_ENDS)}, got {train.poly_end!r}")
+    if train.momentum_form not in MOMENTUM_FORMS:
+        _fail(source, "train.momentum_form",
+              f"expected one of {', '.join(MOMENTUM_FORMS)}, got {train.momentum_form!r}")
     for key, value in (("train.recipe_gpus", train.recipe_gpus), ("train.accumulate", train.accumulate)):
         if value < 1:
             _fail(source, key, f"must be at least 1, got {value}")

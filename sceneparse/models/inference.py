@@ -3,7 +3,9 @@
 All return class probabilities (softmax) N x C x H x W, at the input resolution or at `out_size`:
 - whole: one forward;
 - slide: windows of `crop` every `stride`, the last one clamped to the edge, logits averaged where
-  windows overlap (as mmsegmentation), then softmax;
+  windows overlap (as mmsegmentation), then softmax; with `slide_style="semseg"` (the `semseg_*`
+  presets) as hszhao/semseg's test.py instead: small images padded with the mean, every window also
+  mirrored, probabilities averaged (`slide_probs_semseg`);
 - multi-scale + flip: the image resized by each scale (and mirrored), probabilities averaged.
 
 `out_size` is where scores are computed: the test pipeline resizes the image to the preset's base
@@ -32,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from sceneparse.config.schema import TestConfig
+from sceneparse.config.schema import SLIDE_STYLES, TestConfig
 from sceneparse.models.layers import resize
 
 
@@ -72,6 +74,40 @@ def slide_logits(model: nn.Module, x: torch.Tensor, crop: tuple[int, int], strid
     return logits / (cover_h[:, None] * cover_w[None, :])
 
 
+def slide_probs_semseg(model: nn.Module, x: torch.Tensor, crop: tuple[int, int], stride: tuple[int, int],
+                       window_batch: int = 1) -> torch.Tensor:
+    """Probabilities of overlapping windows, averaged, as hszhao/semseg's `scale_process` (tool/test.py).
+
+    An image smaller than the window is padded, centred, with the mean pixel (zero once normalised)
+    up to the window, not shrunk to it; every window runs with its mirror, the mirror's softmax flipped
+    back and averaged with the window's (`net_process(flip=True)`); the probabilities, not the logits,
+    are averaged where windows overlap; the padding is cut off again.
+    """
+    n, _, h, w = x.shape
+    ch, cw = crop
+    pad_h, pad_w = max(ch - h, 0), max(cw - w, 0)
+    top0, left0 = pad_h // 2, pad_w // 2
+    padded = F.pad(x, (left0, pad_w - left0, top0, pad_h - top0))  # semseg's mean pixel is 0 after normalising
+    ph, pw = padded.shape[-2:]
+    tops, lefts = window_starts(ph, ch, stride[0]), window_starts(pw, cw, stride[1])
+    probs = x.new_zeros(n, model.num_classes, ph, pw)
+    boxes = [(top, left) for top in tops for left in lefts]
+    for first in range(0, len(boxes), max(1, window_batch)):
+        group = boxes[first:first + max(1, window_batch)]
+        windows = torch.cat([padded[:, :, top:top + ch, left:left + cw] for top, left in group])
+        out = F.softmax(model(torch.cat([windows, windows.flip(-1)]))["out"], dim=1)
+        out = (out[:len(windows)] + out[len(windows):].flip(-1)) / 2
+        for i, (top, left) in enumerate(group):
+            probs[:, :, top:top + ch, left:left + cw] += out[i * n:(i + 1) * n]
+    cover_h, cover_w = x.new_zeros(ph), x.new_zeros(pw)
+    for top in tops:
+        cover_h[top:top + ch] += 1
+    for left in lefts:
+        cover_w[left:left + cw] += 1
+    probs = probs / (cover_h[:, None] * cover_w[None, :])
+    return probs[:, :, top0:top0 + h, left0:left0 + w]
+
+
 def logits_once(model: nn.Module, x: torch.Tensor, mode: str, crop: tuple[int, int],
                 stride: tuple[int, int], window_batch: int = 1) -> torch.Tensor:
     if mode == "whole":
@@ -79,6 +115,13 @@ def logits_once(model: nn.Module, x: torch.Tensor, mode: str, crop: tuple[int, i
     if mode == "slide":
         return slide_logits(model, x, crop, stride, window_batch)
     raise ValueError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
+
+
+def _is_semseg(mode: str, slide_style: str) -> bool:
+    """Whether the views are semseg's windows (probabilities, mirrored inside) rather than logits."""
+    if slide_style not in SLIDE_STYLES:
+        raise ValueError(f"slide style must be one of {SLIDE_STYLES}, got {slide_style!r}")
+    return mode == "slide" and slide_style == "semseg"
 
 
 @torch.no_grad()
@@ -92,20 +135,28 @@ def predict_proba(
     flip: bool = False,
     out_size: Sequence[int] | None = None,
     window_batch: int = 1,
+    slide_style: str = "mmseg",
 ) -> torch.Tensor:
     """Class probabilities N x C x H x W for a normalised batch, averaged over scales and flips.
 
     H x W is `out_size` when given, else the input's size. Views run one after another, so memory
-    is that of the largest view plus the running sum.
+    is that of the largest view plus the running sum. `slide_style` "semseg" (slide mode only) takes
+    `slide_probs_semseg`'s probabilities, always mirrored, resized half-pixel as semseg's cv2
+    INTER_LINEAR; `flip` then adds nothing.
     """
+    semseg = _is_semseg(mode, slide_style)
     h, w = x.shape[-2:]
     target = (int(out_size[0]), int(out_size[1])) if out_size is not None else (h, w)
     crop_hw, stride_hw = (int(crop[0]), int(crop[1])), (int(stride[0]), int(stride[1]))
+    views = [False, True] if flip and not semseg else [False]
     total = None
     for scale in scales:
         size = (int(h * scale + 0.5), int(w * scale + 0.5))
         scaled = resize(x, size, model.align_corners)
-        views = [False, True] if flip else [False]
+        if semseg:
+            probs = resize(slide_probs_semseg(model, scaled, crop_hw, stride_hw, window_batch), target, False)
+            total = probs if total is None else total.add_(probs)
+            continue
         for mirrored in views:
             inp = scaled.flip(-1) if mirrored else scaled
             logits = logits_once(model, inp, mode, crop_hw, stride_hw, window_batch)
@@ -115,7 +166,7 @@ def predict_proba(
             total = probs if total is None else total.add_(probs)
     if total is None:
         raise ValueError("predict_proba needs at least one scale")
-    return total / (len(scales) * (2 if flip else 1))
+    return total / (len(scales) * len(views))
 
 
 # Output maps smaller than this (N x C x H x W float32 bytes) take the plain path of `predict_proba`.
@@ -174,6 +225,7 @@ def predict_labels(
     out_size: Sequence[int] | None = None,
     window_batch: int = 1,
     budget: int | None = None,
+    slide_style: str = "mmseg",
 ) -> torch.Tensor:
     """Class ids N x H x W: `predict_proba(...).argmax(1)`, in bounded memory for large outputs.
 
@@ -182,15 +234,20 @@ def predict_labels(
     `budget` None is `LABELS_BUDGET`.
     """
     budget = LABELS_BUDGET if budget is None else budget
+    semseg = _is_semseg(mode, slide_style)
     h, w = x.shape[-2:]
     target = (int(out_size[0]), int(out_size[1])) if out_size is not None else (h, w)
     n, classes = x.shape[0], int(model.num_classes)
     if probability_map_bytes(n, classes, *target) <= budget:
-        return predict_proba(model, x, mode, crop, stride, scales, flip, target, window_batch).argmax(dim=1)
+        return predict_proba(model, x, mode, crop, stride, scales, flip, target, window_batch,
+                             slide_style).argmax(dim=1)
     crop_hw, stride_hw = (int(crop[0]), int(crop[1])), (int(stride[0]), int(stride[1]))
-    views = []  # logits of each view at its own (test-scale) size, mirrored back
+    views = []  # logits (semseg: probabilities) of each view at its own (test-scale) size, mirrored back
     for scale in scales:
         scaled = resize(x, (int(h * scale + 0.5), int(w * scale + 0.5)), model.align_corners)
+        if semseg:
+            views.append(slide_probs_semseg(model, scaled, crop_hw, stride_hw, window_batch))
+            continue
         for mirrored in ([False, True] if flip else [False]):
             logits = logits_once(model, scaled.flip(-1) if mirrored else scaled, mode, crop_hw, stride_hw, window_batch)
             views.append(logits.flip(-1) if mirrored else logits)
@@ -199,14 +256,16 @@ def predict_labels(
     labels = torch.empty(n, *target, dtype=torch.long, device=x.device)
     rows = max(1, budget // (8 * probability_map_bytes(n, classes, 1, target[1])))
     starts = range(0, target[0], rows)
+    align = False if semseg else model.align_corners  # semseg resizes its probabilities with cv2 (half-pixel)
     for start in tqdm(starts, desc="labels", unit="band", disable=None, leave=False):
         stop = min(target[0], start + rows)
         if len(views) == 1:  # softmax keeps the order: the logits' argmax (unless two are within 6e-8)
-            labels[:, start:stop] = resize_band(views[0], target, model.align_corners, start, stop).argmax(dim=1)
+            labels[:, start:stop] = resize_band(views[0], target, align, start, stop).argmax(dim=1)
             continue
         total = None
-        for logits in views:
-            probs = F.softmax(resize_band(logits, target, model.align_corners, start, stop), dim=1)
+        for scores in views:
+            probs = resize_band(scores, target, align, start, stop)
+            probs = probs if semseg else F.softmax(probs, dim=1)
             total = probs if total is None else total.add_(probs)
         labels[:, start:stop] = total.argmax(dim=1)
     return labels
@@ -226,6 +285,7 @@ class InferenceSettings:
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
     window_batch: int = 1  # slide windows per forward
+    slide_style: str = "mmseg"  # TestConfig.slide_style: "mmseg" or "semseg"
 
     @classmethod
     def from_config(cls, test: TestConfig, mode: str | None = None, tta: bool = False,
@@ -241,6 +301,7 @@ class InferenceSettings:
             scales=tuple(float(s) for s in test.scales) if tta else (1.0,),
             flip=bool(test.flip) if tta else False,
             window_batch=window_batch,
+            slide_style=test.slide_style,
         )
 
     def describe(self) -> str:
@@ -248,6 +309,8 @@ class InferenceSettings:
         text = self.mode
         if self.mode == "slide":
             text += f" {self.crop[0]}x{self.crop[1]} stride {self.stride[0]}x{self.stride[1]}"
+            if self.slide_style == "semseg":
+                text += " (semseg: mean-padded, mirrored, probabilities averaged)"
         if self.scales != (1.0,):
             text += ", scales " + ",".join(f"{s:g}" for s in self.scales)
         if self.flip:
@@ -257,10 +320,10 @@ class InferenceSettings:
     def predict_proba(self, model: nn.Module, x: torch.Tensor, out_size: Sequence[int] | None = None) -> torch.Tensor:
         """`predict_proba` with these settings."""
         return predict_proba(model, x, self.mode, self.crop, self.stride, self.scales, self.flip, out_size,
-                             self.window_batch)
+                             self.window_batch, self.slide_style)
 
     def predict_labels(self, model: nn.Module, x: torch.Tensor, out_size: Sequence[int] | None = None,
                        budget: int | None = None) -> torch.Tensor:
         """`predict_labels` (class ids in bounded memory) with these settings."""
         return predict_labels(model, x, self.mode, self.crop, self.stride, self.scales, self.flip, out_size,
-                              self.window_batch, budget)
+                              self.window_batch, budget, self.slide_style)
