@@ -163,7 +163,26 @@ class SemsegDraw:
     left: int
 
 
-class SemsegTrainTransform:
+class _FloatPipeline:
+    """What semseg's and ChainerCV's pipelines share: float32 pixels throughout, scaled relative to the
+    image by `data.ratio_range`, cropped to `data.crop_size`, normalised at the end on the CPU."""
+
+    def __init__(self, cfg: DataConfig, ignore_index: int | None = None) -> None:
+        self.ratio_range = (float(cfg.ratio_range[0]), float(cfg.ratio_range[1]))
+        self.crop = (int(cfg.crop_size[0]), int(cfg.crop_size[1]))
+        self.flip_prob = float(cfg.flip_prob)
+        self.mean, self.std = list(cfg.mean), list(cfg.std)
+        self.ignore_index = cfg.ignore_index if ignore_index is None else ignore_index
+
+    def to_tensors(self, image: np.ndarray, label: np.ndarray) -> dict[str, torch.Tensor]:
+        """ToTensor + Normalize: (x - mean) / std per channel on the float crop."""
+        planes = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        planes = planes.sub(torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1))
+        planes.div_(torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1))
+        return {"image": planes, "label": T.label_tensor(label)}
+
+
+class SemsegTrainTransform(_FloatPipeline):
     """hszhao/semseg's training pipeline (util/transform.py, tool/train.py), on float32 pixels as its
     dataset hands them over: RandScale([lo, hi]) relative to the image (cv2 with fx = fy) ->
     RandRotate([-10, 10], p 0.5; image bilinear padded with the mean, label nearest padded with the
@@ -175,13 +194,6 @@ class SemsegTrainTransform:
 
     rotate = (-10.0, 10.0)
     blur_size = 5
-
-    def __init__(self, cfg: DataConfig, ignore_index: int | None = None) -> None:
-        self.ratio_range = (float(cfg.ratio_range[0]), float(cfg.ratio_range[1]))
-        self.crop = (int(cfg.crop_size[0]), int(cfg.crop_size[1]))
-        self.flip_prob = float(cfg.flip_prob)
-        self.mean, self.std = list(cfg.mean), list(cfg.std)
-        self.ignore_index = cfg.ignore_index if ignore_index is None else ignore_index
 
     def _scaled_size(self, hw: T.Size, scale: float) -> T.Size:
         """OpenCV's output size for fx = fy = scale: round(side * scale)."""
@@ -228,13 +240,6 @@ class SemsegTrainTransform:
         """{"image": 3xHxW float32 normalised (semseg normalises after its float pipeline), "label"}."""
         return self.to_tensors(*self.apply(image, label, self.draw(label.shape[:2], rng)))
 
-    def to_tensors(self, image: np.ndarray, label: np.ndarray) -> dict[str, torch.Tensor]:
-        """semseg's ToTensor + Normalize: (x - mean) / std per channel on the float crop."""
-        planes = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        planes = planes.sub(torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1))
-        planes.div_(torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1))
-        return {"image": planes, "label": T.label_tensor(label)}
-
 
 @dataclass(frozen=True)
 class ChainerCVDraw:
@@ -248,7 +253,7 @@ class ChainerCVDraw:
     flip: bool
 
 
-class ChainerCVTrainTransform:
+class ChainerCVTrainTransform(_FloatPipeline):
     """ChainerCV's PSPNet training pipeline (examples/pspnet/train_multi.py `Transform`), on float32
     pixels as its datasets hand them over: random scale s in [lo, hi) to (int(s H), int(s W)) (image
     bicubic, label nearest) -> random crop of the crop size, or of a square of the shorter side when
@@ -265,13 +270,6 @@ class ChainerCVTrainTransform:
     """
 
     rotate = (-10.0, 10.0)
-
-    def __init__(self, cfg: DataConfig, ignore_index: int | None = None) -> None:
-        self.ratio_range = (float(cfg.ratio_range[0]), float(cfg.ratio_range[1]))
-        self.crop = (int(cfg.crop_size[0]), int(cfg.crop_size[1]))
-        self.flip_prob = float(cfg.flip_prob)
-        self.mean, self.std = list(cfg.mean), list(cfg.std)
-        self.ignore_index = cfg.ignore_index if ignore_index is None else ignore_index
 
     @staticmethod
     def _offset(size: int, crop: int, rng: np.random.Generator) -> int:
@@ -312,11 +310,7 @@ class ChainerCVTrainTransform:
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """{"image": 3xHxW float32 minus the mean (over std), "label"}."""
-        image, label = self.apply(image, label, self.draw(label.shape[:2], rng))
-        planes = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        planes = planes.sub(torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1))
-        planes.div_(torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1))
-        return {"image": planes, "label": T.label_tensor(label)}
+        return self.to_tensors(*self.apply(image, label, self.draw(label.shape[:2], rng)))
 
 
 class TestTransform:
