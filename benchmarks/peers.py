@@ -208,15 +208,21 @@ def variants_for(model_name: str, mm: nn.Module, ours: nn.Module, x: torch.Tenso
         "sceneparse fast fp32": ("fp32", lambda: fused(x)["out"]),
         "sceneparse fast+channels_last fp32": ("fp32", lambda: fused_cl(x)["out"]),
     }
+    from sceneparse.models.winograd import winograd_available, winograd_by_default
+
+    if winograd_available() and not winograd_by_default():  # AVX-512 CPUs: Winograd is off by default
+        fused_wino = prepare_for_inference(ours, "fp32", fuse_bn=True, copy_model=True, winograd=True)
+        found["sceneparse fast+Winograd fp32"] = ("fp32", lambda: fused_wino(x)["out"])
     if "bf16" in dtypes:
-        fast_bf16 = prepare_for_inference(ours, "bf16", channels_last=True, fuse_bn=True, copy_model=True)
+        # the path a user gets: on the CPU the model cast to bf16, channels_last (prepare_for_inference's defaults)
+        fast_bf16 = prepare_for_inference(ours, "bf16", fuse_bn=True, copy_model=True)
 
         def mmseg_bf16() -> torch.Tensor:
             with autocast_context("cpu", "bf16"):
                 return mm.encode_decode(x, metas)
 
         found["mmseg bf16 autocast"] = ("bf16", mmseg_bf16)
-        found["sceneparse fast+channels_last bf16"] = ("bf16", lambda: fast_bf16(x)["out"])
+        found["sceneparse fast bf16"] = ("bf16", lambda: fast_bf16(x)["out"])
     return found
 
 

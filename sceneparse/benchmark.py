@@ -153,7 +153,9 @@ def peak_rss_bytes() -> int:
 
 def inference_step(model: torch.nn.Module, x: torch.Tensor, settings: BenchmarkSettings) -> Callable[[], object]:
     """One forward of the fast inference path with these options."""
-    fast = prepare_for_inference(model, settings.dtype, settings.channels_last, settings.fuse_bn, settings.compile,
+    # without --channels-last, prepare_for_inference's default (on for reduced precision on the CPU)
+    fast = prepare_for_inference(model, settings.dtype, settings.channels_last or None, settings.fuse_bn,
+                                 settings.compile,
                                  low_res_heads=settings.low_res_heads, blocked_layout=settings.blocked_layout,
                                  winograd=settings.winograd)
 

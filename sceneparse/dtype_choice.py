@@ -9,7 +9,7 @@ The rule follows what was measured (docs/benchmarks.md):
   8.0+), fp16 on those with fp16 tensor cores only (7.x; not measured here: tensor cores are what
   make half precision pay), fp32 on older ones.
 - CPU: bf16 only where the CPU has native bf16 instructions (the `avx512_bf16` or `amx_bf16`
-  flags; on a Xeon with AMX it ran 1.8-2.4x eager fp32) *and* a short measurement on this CPU
+  flags; on a 2-core Xeon with AMX the cast bf16 model ran 3.1-3.5x eager fp32) *and* a short measurement on this CPU
   finds bf16 faster. Without them bf16 runs on an emulated path about 13x slower than fp32
   (AMD EPYC Zen 3 here), so fp32. The measurement (a 3x3 convolution in fp32 and in bf16, well
   under a second) runs once per CPU model, PyTorch version and thread count; its result is kept
@@ -20,6 +20,7 @@ CPU flags and GPUs; `resolve_dtype` gathers the facts of this machine and logs t
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -122,25 +123,25 @@ def read_gpu_info(device: torch.device) -> GpuInfo | None:
 
 
 def measure_bf16_speedup(repeats: int = 5) -> float:
-    """fp32 time / bf16 time of a 128 -> 128 3x3 convolution on 1 x 128 x 64 x 64 (best of `repeats`)."""
+    """fp32 time / bf16 time of a 128 -> 128 3x3 convolution on 1 x 128 x 64 x 64 (best of `repeats`),
+    each as the fast path runs it on the CPU: fp32 in NCHW, bf16 with weights and input cast to bf16
+    in channels_last (`sceneparse.models.fuse.casts_the_model`, `channels_last_pays_off`)."""
     conv = torch.nn.Conv2d(128, 128, 3, padding=1).eval()
     x = torch.randn(1, 128, 64, 64)
+    conv_bf16 = copy.deepcopy(conv).to(torch.bfloat16).to(memory_format=torch.channels_last)
+    x_bf16 = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
 
-    def best(dtype: torch.dtype | None) -> float:
+    def best(run: Callable[[], torch.Tensor]) -> float:
         times = []
         with torch.inference_mode():
             for i in range(repeats + 2):  # two warm-up calls
                 start = time.perf_counter()
-                if dtype is None:
-                    conv(x)
-                else:
-                    with torch.autocast("cpu", dtype=dtype):
-                        conv(x)
+                run()
                 if i >= 2:
                     times.append(time.perf_counter() - start)
         return min(times)
 
-    return best(None) / best(torch.bfloat16)
+    return best(lambda: conv(x)) / best(lambda: conv_bf16(x_bf16))
 
 
 def cached_bf16_speedup(cpu: CpuInfo, cache: Path | None = None,

@@ -69,6 +69,21 @@ def test_fixed_size_export_refuses_another_size(tmp_path: Path) -> None:
         runner(np.zeros((1, 3, 64, 64), np.float32))
 
 
+def test_export_of_a_model_cast_to_bf16_is_float32_and_leaves_it_cast(tmp_path: Path) -> None:
+    """`Segmenter` picks bf16 on CPUs with AMX, which casts the model: its export is a float32 copy."""
+    from sceneparse.models.fuse import prepare_for_inference
+
+    fast = prepare_for_inference(trained_looking("pspnet"), dtype="bf16", fuse_bn=True)
+    path = export_onnx(fast, tmp_path / "cast.onnx", size=(64, 64), dynamic=True)
+    assert {p.dtype for p in fast.model.parameters()} == {torch.bfloat16}  # the wrapper still runs bf16
+    x = torch.randn(1, 3, 72, 88)
+    with torch.no_grad():
+        reference = fast(x)["out"]
+    logits = torch.from_numpy(OnnxSegmentor(path)(x.numpy()))
+    assert logits.dtype == torch.float32
+    assert float((logits.argmax(1) == reference.argmax(1)).float().mean()) > 0.99
+
+
 def test_onnx_segmentor_speaks_the_segmentor_protocol_for_tensors(tmp_path: Path) -> None:
     """The test-time modes call `model(x)["out"]` with tensors: the ONNX runner answers the same way."""
     from sceneparse.models.inference import predict_proba

@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from sceneparse.models import build_segmentor
-from sceneparse.models.fuse import conv_bn_pairs, fuse_batchnorm, prepare_for_inference
+from sceneparse.models.fuse import (
+    casts_the_model,
+    channels_last_pays_off,
+    conv_bn_pairs,
+    fuse_batchnorm,
+    prepare_for_inference,
+)
 from sceneparse.models.inference import predict_proba
 from tests.conftest import tiny_config
 
@@ -116,6 +122,37 @@ def test_reduced_precision_agrees_on_the_argmax(name: str, dtype: str) -> None:
     assert out.dtype == torch.float32
     assert argmax_agreement(out, reference) > 0.99
     assert relative_l2(out, reference) < 0.05  # reduced precision, not a different network
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_cpu_reduced_precision_casts_the_model_and_upsamples_in_float32(name: str) -> None:
+    """The CPU defaults for bf16: weights cast once (no autocast), NHWC, logits upsampled in float32."""
+    model, x, reference = eager_and_input(name, (61, 83))  # odd sizes: the final resize is not a plain 8x
+    fast = prepare_for_inference(model, dtype="bf16", fuse_bn=True, copy_model=True)
+    assert fast.cast and fast.channels_last
+    assert {p.dtype for p in fast.model.parameters()} == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # copy_model: the caller's is untouched
+    with torch.no_grad():
+        out = fast(x)["out"]
+        heads = fast.model(x.bfloat16().contiguous(memory_format=torch.channels_last), upsample=False)["out"]
+    assert out.dtype == torch.float32 and out.shape == reference.shape
+    assert argmax_agreement(out, reference) > 0.99
+    assert relative_l2(out, reference) < 0.05
+    # the upsampling itself is float32 work on the heads' bf16 logits, not a bf16 resize
+    expected = torch.nn.functional.interpolate(heads.float().contiguous(), size=x.shape[-2:], mode="bilinear",
+                                               align_corners=fast.align_corners)
+    assert torch.equal(out, expected)
+
+
+def test_precision_rules_by_device() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert casts_the_model(cpu, "bf16") and casts_the_model(cpu, "fp16")
+    assert not casts_the_model(cpu, "fp32") and not casts_the_model(cuda, "bf16")  # GPU: autocast, as measured
+    assert channels_last_pays_off(cpu, "bf16") and not channels_last_pays_off(cpu, "fp32")
+    assert not channels_last_pays_off(cuda, "fp16")
+    model, _, _ = eager_and_input("pspnet")
+    fast = prepare_for_inference(model, fuse_bn=True, copy_model=True)  # fp32 on the CPU: the blocked trunk
+    assert not fast.cast and not fast.channels_last
 
 
 def test_compiled_model_matches_eager() -> None:

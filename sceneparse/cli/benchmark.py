@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             f"{TRAIN_BATCH}: training-mode BatchNorm needs 2 or more)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     add_precision(p, allow_auto=False)
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--channels-last", action="store_true",
+                   help="NHWC memory format (inference: on by default for bf16/fp16 on the CPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first iterations)")
     p.add_argument("--fuse-bn", action="store_true", help="fold BatchNorm into the convolutions (inference)")
     p.add_argument("--low-res-heads", action="store_true",

@@ -15,7 +15,9 @@ resizes as graph operations, where `torch.export` specialises on the example siz
 """
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +36,8 @@ from sceneparse.models.fuse import InferenceModel
 from sceneparse.models.layers import resize
 from sceneparse.models.psa_head import PSAHead
 from sceneparse.weights import atomic_write
+
+log = logging.getLogger(__name__)
 
 METADATA_KEY = "sceneparse"
 DEFAULT_OPSET = 17
@@ -67,7 +71,13 @@ def export_onnx(model: nn.Module, path: str | Path, size: Sequence[int] = (512, 
     """
     path = Path(path)
     if isinstance(model, InferenceModel):  # the fast path's wrapper: export the (folded) network inside
-        model = model.model
+        if model.cast:  # cast to bf16/fp16 for the CPU: ONNX gets float32 (a copy; the wrapper keeps its own)
+            log.warning("the model runs in %s with its weights cast: the export holds those weights in float32, "
+                        "rounded to %s; export the fp32 model (e.g. Segmenter(..., dtype='fp32')) for the "
+                        "full-precision weights", model.dtype, model.dtype)
+            model = copy.deepcopy(model.model).float().to(memory_format=torch.contiguous_format)
+        else:
+            model = model.model
     model = model.eval()
     graph = LogitsGraph(model, dynamic_psa=dynamic).eval()
     device = next(model.parameters()).device

@@ -1,8 +1,8 @@
 """Faster inference with the same answers: BatchNorm folded into convolutions, the heads'
 convolutions of upsampled maps done at low resolution, the CPU trunk in oneDNN's blocked layout
 (`sceneparse.models.blocked_layout`), the heads' wide 3x3 convolutions by Winograd on AVX2 CPUs
-(`sceneparse.models.winograd`), channels_last, reduced-precision autocast and `torch.compile`, all
-behind one function, `prepare_for_inference`.
+(`sceneparse.models.winograd`), channels_last, reduced precision (on the CPU the model cast to bf16
+in NHWC, on a GPU autocast) and `torch.compile`, all behind one function, `prepare_for_inference`.
 
 Folding happens on a model whose weights are already loaded: the module tree (and so every weight
 name) is untouched until then. Each folded BatchNorm becomes an `nn.Identity` and its convolution
@@ -11,12 +11,13 @@ gains the bias, so the folded model computes `conv(x) * scale + shift` in one pa
     from sceneparse.models.fuse import prepare_for_inference
     fast = prepare_for_inference(model, fuse_bn=True)                # CPU, or GPU fp32
     fast = prepare_for_inference(model, dtype="fp16", fuse_bn=True)   # GPU
+    fast = prepare_for_inference(model, dtype="bf16", fuse_bn=True)   # CPU with AVX512-BF16 / AMX
     logits = fast(batch)["out"]        # float32 logits, like the model's own
 
 The PSP, UPer and PSA heads are also switched to forms that convolve upsampled maps at their own,
 lower resolution (`convolve_upsampled_at_low_resolution`, below): the same sums in another order.
-Which options pay off where is measured in docs/benchmarks.md (channels_last did not, on the
-CPUs measured; bf16 on a CPU without native bf16 is far slower than fp32).
+Which options pay off where is measured in docs/benchmarks.md (channels_last did not in fp32, on
+the CPUs measured, but does in bf16 on AMX; bf16 on a CPU without native bf16 is far slower than fp32).
 """
 from __future__ import annotations
 
@@ -122,30 +123,64 @@ def autocast_context(device_type: str, dtype: str) -> contextlib.AbstractContext
 
 
 class InferenceModel(nn.Module):
-    """A segmentor run the fast way: inputs in the chosen memory format, reduced precision under
-    autocast, float32 logits out. Keeps `num_classes` and `align_corners`, so the test-time modes
-    (`sceneparse.models.inference`) and `Segmenter` take it as they take the model itself."""
+    """A segmentor run the fast way: inputs in the chosen memory format, reduced precision (the model
+    cast to it, or autocast), float32 logits out. Keeps `num_classes` and `align_corners`, so the
+    test-time modes (`sceneparse.models.inference`) and `Segmenter` take it as they take the model itself.
+
+    With `cast` the model's weights are already in `dtype` and the input is cast to it; the logits
+    come back at the heads' own size, are turned into float32 there and upsampled to the input size
+    in float32, as the model would, so the final bilinear resize adds no reduced-precision rounding.
+    """
 
     def __init__(self, model: nn.Module, dtype: str = "fp32", channels_last: bool = False,
-                 compiled: nn.Module | None = None) -> None:
+                 compiled: nn.Module | None = None, cast: bool = False) -> None:
         super().__init__()
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         self.model = model
         self.dtype = dtype
         self.channels_last = channels_last
+        self.cast = cast and dtype != "fp32"
         self.num_classes = int(model.num_classes)
         self.align_corners = bool(model.align_corners)
         # kept out of the module tree (it holds the same parameters as `model`): one state_dict, not two
         self.__dict__["_compiled"] = compiled
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        run = self._compiled if self._compiled is not None else self.model
+        if self.cast:
+            size = x.shape[-2:]
+            x = x.to(DTYPES[self.dtype])
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            result = run(x, upsample=False)
+            # NCHW before the resize: resizing an NHWC map and then making it contiguous was the
+            # slowest step of the bf16 forward (a transposing copy of the full-size logits)
+            return {key: resize(value.to(torch.float32, memory_format=torch.contiguous_format), size,
+                                self.align_corners) for key, value in result.items()}
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        run = self._compiled if self._compiled is not None else self.model
         with autocast_context(x.device.type, self.dtype):
             result = run(x)
         return {key: value.float().contiguous() for key, value in result.items()}
+
+
+def casts_the_model(device: torch.device, dtype: str) -> bool:
+    """Whether reduced precision runs with the model cast to it (True) or under autocast (False).
+
+    On the CPU the model is cast: autocast casts every weight again on every call and moves
+    activations between float32 and bf16 around the ops it keeps in float32, which made PSPNet /
+    UPerNet / PSANet R-50 1.4x slower than the cast model on a Xeon with AMX (docs/benchmarks.md).
+    On a GPU autocast stays: that is what was measured there.
+    """
+    return device.type == "cpu" and dtype != "fp32"
+
+
+def channels_last_pays_off(device: torch.device, dtype: str) -> bool:
+    """The default of `channels_last`: on for reduced precision on the CPU, where oneDNN's bf16
+    kernels (AMX) want NHWC (a 3x3 convolution ran 2.3x faster than in NCHW on a Xeon with AMX);
+    off elsewhere (fp32 on the CPU runs the blocked trunk instead; on an H100 it was slower)."""
+    return device.type == "cpu" and dtype != "fp32"
 
 
 def native_reduced_precision_cpu(dtype: str) -> bool:
@@ -214,7 +249,7 @@ def winograd_applies(model: nn.Module, device: torch.device, dtype: str, channel
     return not why_not, why_not
 
 
-def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: bool = False,
+def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: bool | None = None,
                           fuse_bn: bool = False, compile: bool | str = False, copy_model: bool = False,
                           low_res_heads: bool | None = None, blocked_layout: bool | None = None,
                           winograd: bool | None = None) -> InferenceModel:
@@ -224,7 +259,8 @@ def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: 
     the heads' wide 3x3 convolutions by Winograd on the CPU.
 
     Load the weights before calling this. The model is changed in place (eval mode, folded BNs,
-    memory format) unless `copy_model`, which leaves the caller's model as it was. Outputs are
+    memory format, and on the CPU the precision: `casts_the_model`) unless `copy_model`, which
+    leaves the caller's model as it was. `channels_last` None chooses by `channels_last_pays_off`. Outputs are
     float32 logits in a dict, as the model's: fp32 options change them by rounding only, bf16 and
     fp16 by reduced precision. `compile` is True (inductor) or a `torch.compile` backend name.
     `low_res_heads` None chooses by `low_res_heads_pay_off` for the model's device. `blocked_layout`
@@ -245,6 +281,8 @@ def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: 
     if device.type == "cpu" and dtype != "fp32" and not native_reduced_precision_cpu(dtype):
         log.warning("%s on this CPU runs on an emulated path (no native %s kernels): expect it slower than fp32",
                     dtype, dtype)
+    if channels_last is None:
+        channels_last = channels_last_pays_off(device, dtype)
     if low_res_heads is None:
         low_res_heads = low_res_heads_pay_off(device, dtype)
     if low_res_heads:
@@ -263,12 +301,15 @@ def prepare_for_inference(model: nn.Module, dtype: str = "fp32", channels_last: 
         winograd = winograd_ok and winograd_by_default()
     if winograd:
         use_winograd(model.decode_head)
+    cast = casts_the_model(device, dtype)
+    if cast:
+        model.to(DTYPES[dtype])
     if channels_last:
         model.to(memory_format=torch.channels_last)
     compiled = None
     if compile:
         compiled = torch.compile(model, backend=compile if isinstance(compile, str) else "inductor")
-    return InferenceModel(model, dtype, channels_last, compiled)
+    return InferenceModel(model, dtype, channels_last, compiled, cast)
 
 
 # ------------------------------------------------------------------ convolutions of upsampled maps
@@ -372,6 +413,8 @@ def bottleneck_of_concat(bottleneck: nn.Module, full: list[torch.Tensor], small:
     else:
         out = F.conv2d(x, full_weight, conv.bias, padding=1)
     parts = torch.split(conv.weight, list(widths), dim=1)[len(full):]
+    if small:  # the products below are NCHW: adding them to an NHWC map would be a strided pass per input
+        out = out.contiguous()
     for z, weight, taps in zip(small, parts, small_taps):
         if tuple(z.shape[-2:]) == tuple(size):
             out = out + F.conv2d(z, weight, padding=1)
